@@ -1,0 +1,39 @@
+//! The HTTP API: one module per path prefix, each with its `router()`.
+
+pub mod health;
+
+use axum::Router;
+use axum::middleware;
+
+use crate::http;
+use crate::state::AppState;
+
+/// Adds what every router needs: the request context layer and the
+/// problem+json fallbacks.
+pub fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(middleware::from_fn(http::context))
+        .with_state(state)
+}
+
+/// The auth function's router: `/v1/auth/*`, `/.well-known/*`, `/v1/health`.
+pub fn auth_router(state: AppState) -> Router {
+    finish(health::router(), state)
+}
+
+/// The users function's router: `/v1/users*` (routes arrive with the users issue).
+pub fn users_router(state: AppState) -> Router {
+    finish(Router::new(), state)
+}
+
+/// The admin function's router: `/v1/admin/*` (routes arrive with the admin issue).
+pub fn admin_router(state: AppState) -> Router {
+    finish(Router::new(), state)
+}
+
+/// Every route of every function on one router (the local server).
+pub fn app(state: AppState) -> Router {
+    finish(health::router(), state)
+}

@@ -1,0 +1,48 @@
+//! Redis / ElastiCache: connected on first use, reconnecting by itself, and
+//! optional: every caller has a PostgreSQL fallback when it is down.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::OnceCell;
+
+/// A lazily connected Redis handle; clones share the connection.
+#[derive(Clone)]
+pub struct Cache {
+    client: redis::Client,
+    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+}
+
+impl Cache {
+    /// Parses the URL; does not connect.
+    pub fn new(url: &SecretString) -> redis::RedisResult<Self> {
+        Ok(Self {
+            client: redis::Client::open(url.expose_secret())?,
+            conn: Default::default(),
+        })
+    }
+
+    /// The shared connection, connecting first if need be.
+    pub async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        self.conn
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+            .cloned()
+    }
+
+    /// `true` when Redis answers PING.
+    pub async fn ping(&self) -> bool {
+        match self.conn().await {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}

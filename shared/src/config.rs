@@ -1,0 +1,285 @@
+//! Typed configuration, read once per cold start from the environment with
+//! the contract's variable names and defaults; an error names the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// A configuration variable that is missing or does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration variable {name} is required: {why}")]
+    Missing {
+        name: &'static str,
+        why: &'static str,
+    },
+    #[error("configuration variable {name} is invalid: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+/// Where outgoing mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransport {
+    /// One JSON file per message in a directory (local use and tests).
+    Outbox(PathBuf),
+    /// Amazon SES v2.
+    Ses,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Argon2id cost parameters (OWASP: m = 19 MiB, t = 2, p = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// The whole configuration of a function or of the local server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Option<SecretString>,
+    pub database_read_url: Option<SecretString>,
+    pub db_max_connections: u32,
+    pub db_connect_timeout: Duration,
+    pub db_statement_timeout: Duration,
+    pub redis_url: Option<SecretString>,
+    pub jwt_private_keys_pem: Vec<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl_days: u32,
+    pub session_max_days: u32,
+    pub refresh_reuse_grace: Duration,
+    pub lockout_threshold: u32,
+    pub lockout_minutes: u32,
+    pub rate_limit_per_minute: u32,
+    pub reset_mails_per_hour: u32,
+    pub require_verified_email: bool,
+    pub mail_transport: MailTransport,
+    pub mail_from: String,
+    pub app_base_url: String,
+    pub bind_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub argon2: Argon2Params,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let in_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+
+        let database_url = get("DATABASE_URL").map(SecretString::from);
+        let database_read_url = get("DATABASE_READ_URL").map(SecretString::from);
+
+        let mut jwt_private_keys_pem = Vec::new();
+        if let Some(pem) = get("JWT_PRIVATE_KEY_PEM") {
+            // Several keys may be given, concatenated; the last one signs.
+            jwt_private_keys_pem = split_pem_keys(&pem)
+                .into_iter()
+                .map(SecretString::from)
+                .collect();
+            if jwt_private_keys_pem.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_PRIVATE_KEY_PEM",
+                    why: "no PEM private key found".into(),
+                });
+            }
+        }
+
+        let refresh_token_ttl_days = parse(&get, "REFRESH_TOKEN_TTL_DAYS", 14u32)?;
+        if !(7..=30).contains(&refresh_token_ttl_days) {
+            return Err(ConfigError::Invalid {
+                name: "REFRESH_TOKEN_TTL_DAYS",
+                why: "must be between 7 and 30".into(),
+            });
+        }
+
+        let mail_transport = match get("MAIL_TRANSPORT").as_deref() {
+            None | Some("outbox") => MailTransport::Outbox(
+                get("MAIL_OUTBOX_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("target/mail-outbox")),
+            ),
+            Some("ses") => MailTransport::Ses,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "MAIL_TRANSPORT",
+                    why: format!("expected `ses` or `outbox`, got `{other}`"),
+                });
+            }
+        };
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            None if in_lambda => LogFormat::Json,
+            None => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    why: format!("expected `json` or `text`, got `{other}`"),
+                });
+            }
+        };
+
+        Ok(Self {
+            database_url,
+            database_read_url,
+            db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", if in_lambda { 2 } else { 20 })?,
+            db_connect_timeout: Duration::from_secs(parse(&get, "DB_CONNECT_TIMEOUT_SECONDS", 3)?),
+            db_statement_timeout: Duration::from_millis(parse(
+                &get,
+                "DB_STATEMENT_TIMEOUT_MS",
+                5_000,
+            )?),
+            redis_url: get("REDIS_URL").map(SecretString::from),
+            jwt_private_keys_pem,
+            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "http://127.0.0.1:3000".into()),
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "user-management-api".into()),
+            access_token_ttl: Duration::from_secs(parse(&get, "ACCESS_TOKEN_TTL_SECONDS", 900)?),
+            refresh_token_ttl_days,
+            session_max_days: parse(&get, "SESSION_MAX_DAYS", 30)?,
+            refresh_reuse_grace: Duration::from_secs(parse(
+                &get,
+                "REFRESH_REUSE_GRACE_SECONDS",
+                10,
+            )?),
+            lockout_threshold: parse(&get, "LOCKOUT_THRESHOLD", 5)?,
+            lockout_minutes: parse(&get, "LOCKOUT_MINUTES", 15)?,
+            rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 30)?,
+            reset_mails_per_hour: parse(&get, "RESET_MAILS_PER_HOUR", 3)?,
+            require_verified_email: parse(&get, "REQUIRE_VERIFIED_EMAIL", false)?,
+            mail_transport,
+            mail_from: get("MAIL_FROM").unwrap_or_else(|| "no-reply@example.com".into()),
+            app_base_url: get("APP_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into()),
+            bind_addr: parse(&get, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            log_format,
+            argon2: Argon2Params {
+                memory_kib: parse(&get, "ARGON2_MEMORY_KIB", 19_456)?,
+                iterations: parse(&get, "ARGON2_ITERATIONS", 2)?,
+                parallelism: parse(&get, "ARGON2_PARALLELISM", 1)?,
+            },
+        })
+    }
+}
+
+fn parse<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                why: e.to_string(),
+            }),
+    }
+}
+
+/// Splits a string holding one or more PEM private keys into single keys.
+fn split_pem_keys(pem: &str) -> Vec<String> {
+    let pem = pem.replace("\\n", "\n");
+    let mut keys = Vec::new();
+    let mut current = String::new();
+    for line in pem.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN") {
+            current.clear();
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.starts_with("-----END") {
+            keys.push(std::mem::take(&mut current));
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() -> Result<(), ConfigError> {
+        let c = config(&[])?;
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.refresh_token_ttl_days, 14);
+        assert_eq!(c.session_max_days, 30);
+        assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!((c.lockout_threshold, c.lockout_minutes), (5, 15));
+        assert_eq!(c.rate_limit_per_minute, 30);
+        assert_eq!(c.reset_mails_per_hour, 3);
+        assert!(!c.require_verified_email);
+        assert_eq!(c.jwt_issuer, "http://127.0.0.1:3000");
+        assert_eq!(c.jwt_audience, "user-management-api");
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(
+            c.mail_transport,
+            MailTransport::Outbox(PathBuf::from("target/mail-outbox"))
+        );
+        assert_eq!(c.log_format, LogFormat::Text);
+        Ok(())
+    }
+
+    #[test]
+    fn lambda_defaults_to_json_logs_and_a_small_pool() -> Result<(), ConfigError> {
+        let c = config(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")])?;
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.db_max_connections, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        let err = config(&[("LOCKOUT_THRESHOLD", "five")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("LOCKOUT_THRESHOLD")));
+        let err = config(&[("REFRESH_TOKEN_TTL_DAYS", "3")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("REFRESH_TOKEN_TTL_DAYS")));
+    }
+
+    #[test]
+    fn several_pem_keys_are_split() {
+        let two = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n\
+                   -----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
+        let keys = split_pem_keys(two);
+        assert_eq!(keys.len(), 2);
+        assert!(keys[1].contains("BBB"));
+    }
+}

@@ -1,0 +1,75 @@
+//! The PostgreSQL data layer: pools, the embedded migrations, and one module
+//! per aggregate whose functions take `impl PgExecutor` (a pool or a transaction).
+
+pub mod audit;
+
+use std::str::FromStr;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::config::{Config, ConfigError};
+
+/// The migrations of `migrations/`, embedded in every binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// The write pool (primary) and the read pool (replica or the proxy's
+/// read-only endpoint; the primary when none is configured).
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub write: PgPool,
+    pub read: PgPool,
+}
+
+impl Db {
+    /// Builds both pools without connecting: a database that is down at cold
+    /// start makes requests answer 503, not the function fail to start.
+    pub fn connect_lazy(config: &Config) -> Result<Self, ConfigError> {
+        let url = config.database_url.as_ref().ok_or(ConfigError::Missing {
+            name: "DATABASE_URL",
+            why: "set it, or DB_SECRET_ARN with DB_HOST in AWS",
+        })?;
+        let write = Self::pool(config, url.expose_secret(), "DATABASE_URL")?;
+        let read = match &config.database_read_url {
+            Some(read_url) => Self::pool(config, read_url.expose_secret(), "DATABASE_READ_URL")?,
+            None => write.clone(),
+        };
+        Ok(Self { write, read })
+    }
+
+    /// One pool for both roles (tests, tools).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            read: pool.clone(),
+            write: pool,
+        }
+    }
+
+    fn pool(config: &Config, url: &str, name: &'static str) -> Result<PgPool, ConfigError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| ConfigError::Invalid {
+                name,
+                why: e.to_string(),
+            })?
+            .application_name("user-management-api")
+            .options([(
+                "statement_timeout",
+                config.db_statement_timeout.as_millis().to_string(),
+            )]);
+        Ok(PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.db_connect_timeout)
+            .idle_timeout(std::time::Duration::from_secs(600))
+            .connect_lazy_with(options))
+    }
+
+    /// `true` when the primary answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query_scalar!("SELECT 1 AS \"one!\"")
+            .fetch_one(&self.write)
+            .await
+            .is_ok()
+    }
+}

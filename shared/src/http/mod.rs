@@ -1,0 +1,115 @@
+//! HTTP plumbing shared by every router: request context (id, client IP),
+//! security headers, the JSON body extractor and the problem+json fallbacks.
+
+pub mod json;
+pub mod request_id;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use lambda_http::request::RequestContext;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub use json::ApiJson;
+
+use crate::error::Error;
+
+/// Who sent the request, as far as the transport tells: put in the request's
+/// extensions by [`context`] for handlers, rate limits and audit rows.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Middleware on every router: assigns the request id (API Gateway's, or a new
+/// UUID locally), records the client, opens the log span and sets the
+/// response headers every answer carries.
+pub async fn context(mut req: Request, next: Next) -> Response {
+    let lambda = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => Some((
+            ctx.request_id.clone(),
+            ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        )),
+        _ => None,
+    };
+    let (request_id, ip) = match lambda {
+        Some((id, ip)) => (id.unwrap_or_else(|| Uuid::new_v4().to_string()), ip),
+        None => (
+            Uuid::new_v4().to_string(),
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ),
+    };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(512).collect());
+    req.extensions_mut().insert(RequestMeta {
+        request_id: request_id.clone(),
+        ip,
+        user_agent,
+    });
+
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let mut response =
+        request_id::scope(request_id.clone(), next.run(req).instrument(span.clone())).await;
+    span.record("status", response.status().as_u16());
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "served"
+        );
+    });
+
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(X_REQUEST_ID.clone(), value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Fallback for paths no router knows.
+pub async fn not_found() -> Error {
+    Error::NotFound
+}
+
+/// Fallback for known paths called with the wrong method.
+pub async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}

@@ -1,0 +1,3 @@
+//! Scheduled jobs (not HTTP): the nightly cleanup.
+
+pub mod cleanup;

@@ -1,0 +1,179 @@
+//! Test helpers: `TestApp` drives the real routers against a fresh database
+//! per test (`#[sqlx::test]`), with typed calls and problem+json assertions.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use shared::db::Db;
+use shared::{AppState, Config};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+/// Configuration for tests: the contract's defaults, a private outbox.
+pub fn test_config(overrides: &[(&str, &str)]) -> Config {
+    let outbox = std::env::temp_dir().join(format!("um-outbox-{}", uuid::Uuid::new_v4()));
+    let outbox = outbox.to_string_lossy().into_owned();
+    let mut vars: Vec<(String, String)> = vec![
+        ("MAIL_OUTBOX_DIR".into(), outbox),
+        // Cheap Argon2 parameters keep the suite fast; the production
+        // parameters are exercised by their own test.
+        ("ARGON2_MEMORY_KIB".into(), "1024".into()),
+        ("ARGON2_ITERATIONS".into(), "1".into()),
+    ];
+    vars.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    match Config::from_lookup(|name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }) {
+        Ok(config) => config,
+        Err(err) => panic!("test configuration is invalid: {err}"),
+    }
+}
+
+/// One answer of the API, body parsed as JSON when there is one.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    /// The problem+json `code`, if the body has one.
+    pub fn code(&self) -> Option<&str> {
+        self.body.get("code").and_then(Value::as_str)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The whole API (every router on one, like the local server) on a test database.
+pub struct TestApp {
+    pub pool: PgPool,
+    pub state: AppState,
+    pub router: Router,
+}
+
+impl TestApp {
+    pub fn new(pool: PgPool) -> Self {
+        Self::with_config(pool, &[])
+    }
+
+    pub fn with_config(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
+        let state = match AppState::with_db(test_config(overrides), Db::from_pool(pool.clone())) {
+            Ok(state) => state,
+            Err(err) => panic!("building the test state failed: {err:#}"),
+        };
+        let router = shared::api::app(state.clone());
+        Self {
+            pool,
+            state,
+            router,
+        }
+    }
+
+    /// Wraps a router built elsewhere (no test database).
+    pub fn from_router(router: Router) -> Self {
+        let config = test_config(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")]);
+        let state = match AppState::from_config(config) {
+            Ok(state) => state,
+            Err(err) => panic!("building the test state failed: {err:#}"),
+        };
+        Self {
+            pool: state.db.write.clone(),
+            state,
+            router,
+        }
+    }
+
+    /// Sends a raw request through the router.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = match response.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => panic!("reading the body failed: {err}"),
+        };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with an optional JSON body and bearer token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = bearer {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(json) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        match builder.body(body) {
+            Ok(request) => self.send(request).await,
+            Err(err) => panic!("bad test request: {err}"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.call(Method::GET, path, None, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.call(Method::POST, path, Some(body), None).await
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `code`, and that its
+/// `request_id` equals the `x-request-id` header.
+#[track_caller]
+pub fn assert_problem(response: &TestResponse, status: u16, code: &str) {
+    assert_eq!(
+        response.status.as_u16(),
+        status,
+        "unexpected status, body: {}",
+        response.body
+    );
+    assert_eq!(response.code(), Some(code), "body: {}", response.body);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json")
+    );
+    let header_id = response.header("x-request-id");
+    assert!(header_id.is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        response.body.get("request_id").and_then(Value::as_str),
+        header_id
+    );
+}

@@ -1,0 +1,186 @@
+//! Developer commands.
+//!
+//! - `cargo xtask dev`: the whole API on 127.0.0.1:3000; a throwaway
+//!   PostgreSQL under `target/` when `DATABASE_URL` is not set.
+//! - `cargo xtask test`: starts what the tests need, then fmt, clippy, the
+//!   sqlx offline check and the whole suite.
+
+mod services;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+use services::{Postgres, ensure_redis};
+
+const USAGE: &str = "usage: cargo xtask <dev | test>
+
+  dev    run the API locally on 127.0.0.1:3000 (BIND_ADDR to change);
+         uses DATABASE_URL, or starts a throwaway PostgreSQL under target/
+  test   start PostgreSQL and Redis if needed, then fmt --check, clippy,
+         the sqlx offline check and the whole test suite";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("dev") => dev(),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    eprintln!("==> {what}");
+    let status = cmd.status().with_context(|| format!("starting {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn dev() -> Result<()> {
+    // Ctrl-C reaches the server too (same process group); xtask lives on to
+    // stop the database it started.
+    ctrlc::set_handler(|| eprintln!("\nstopping…")).context("installing the Ctrl-C handler")?;
+    let (url, pg) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (url, None),
+        _ => {
+            let pg = Postgres::start_throwaway(&root().join("target/dev-postgres"), 54329)?;
+            (pg.url("postgres"), Some(pg))
+        }
+    };
+    eprintln!("==> building and starting the local server (DATABASE_URL={url})");
+    let status = cargo()
+        .args(["run", "--package", "shared", "--bin", "local"])
+        .env("DATABASE_URL", &url)
+        .env("SQLX_OFFLINE", "true")
+        .status();
+    if let Some(pg) = pg {
+        pg.stop();
+    }
+    let status = status.context("running the local server")?;
+    // 130: interrupted by Ctrl-C, the normal way to stop it.
+    if !status.success() && status.code() != Some(130) && status.code().is_some() {
+        bail!("the local server exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let postgres = Postgres::ensure_running()?;
+    let database_url = postgres.url("postgres");
+    let redis_url = ensure_redis()?;
+
+    run(
+        cargo().args(["fmt", "--all", "--check"]),
+        "cargo fmt --check",
+    )?;
+    run(
+        cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env("SQLX_OFFLINE", "true"),
+        "cargo clippy -D warnings",
+    )?;
+    sqlx_offline_check(&postgres)?;
+
+    if Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        run(
+            cargo().args(["install", "cargo-nextest", "--locked"]),
+            "installing cargo-nextest",
+        )?;
+    }
+    let mut nextest = cargo();
+    nextest
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+        ])
+        .args(extra)
+        .env("SQLX_OFFLINE", "true")
+        .env("DATABASE_URL", &database_url)
+        .env("REDIS_URL", &redis_url)
+        .env("TEST_REDIS_URL", &redis_url);
+    run(&mut nextest, "cargo nextest run (the whole suite)")
+}
+
+/// `cargo sqlx prepare --workspace --check`: the committed `.sqlx/` matches
+/// the queries, checked against a freshly migrated database.
+fn sqlx_offline_check(postgres: &Postgres) -> Result<()> {
+    let installed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["sqlx", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !installed {
+        run(
+            cargo().args([
+                "install",
+                "sqlx-cli",
+                "--version",
+                "0.9.0",
+                "--no-default-features",
+                "--features",
+                "postgres,rustls",
+                "--locked",
+            ]),
+            "installing sqlx-cli",
+        )?;
+    }
+    let url = postgres.url("um_sqlx_check");
+    run(
+        cargo()
+            .args(["sqlx", "database", "reset", "-y", "--source", "migrations"])
+            .env("DATABASE_URL", &url),
+        "migrating the sqlx check database",
+    )?;
+    run(
+        cargo()
+            .args([
+                "sqlx",
+                "prepare",
+                "--workspace",
+                "--check",
+                "--",
+                "--all-targets",
+            ])
+            .env("DATABASE_URL", &url),
+        "cargo sqlx prepare --check",
+    )
+}
