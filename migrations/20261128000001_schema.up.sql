@@ -385,9 +385,9 @@ BEGIN
         WHEN NEW.email LIKE 'anonymized.%@deleted.local'
              AND OLD.email NOT LIKE 'anonymized.%@deleted.local' THEN 'user_anonymized'
         WHEN NEW.password_hash IS DISTINCT FROM OLD.password_hash THEN 'password_changed'
+        WHEN NEW.is_email_verified
+             AND (NOT OLD.is_email_verified OR NEW.email IS DISTINCT FROM OLD.email) THEN 'email_verified'
         WHEN NEW.status IS DISTINCT FROM OLD.status THEN 'status_changed'
-        WHEN NEW.is_email_verified AND NOT OLD.is_email_verified
-             AND NEW.email IS NOT DISTINCT FROM OLD.email THEN 'email_verified'
         ELSE 'profile_updated'
     END::audit_action;
 

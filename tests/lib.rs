@@ -11,12 +11,22 @@ use shared::{AppState, Config};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
+/// One RSA signing key per test process (generating one takes a moment).
+pub fn test_key_pem() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| match shared::security::jwt::generate_private_key_pem() {
+        Ok(pem) => secrecy::ExposeSecret::expose_secret(&pem).to_string(),
+        Err(err) => panic!("generating a test key failed: {err}"),
+    })
+}
+
 /// Configuration for tests: the contract's defaults, a private outbox.
 pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     let outbox = std::env::temp_dir().join(format!("um-outbox-{}", uuid::Uuid::new_v4()));
     let outbox = outbox.to_string_lossy().into_owned();
     let mut vars: Vec<(String, String)> = vec![
         ("MAIL_OUTBOX_DIR".into(), outbox),
+        ("JWT_PRIVATE_KEY_PEM".into(), test_key_pem().to_string()),
         // Cheap Argon2 parameters keep the suite fast; the production
         // parameters are exercised by their own test.
         ("ARGON2_MEMORY_KIB".into(), "1024".into()),
@@ -62,6 +72,14 @@ pub struct TestApp {
     pub pool: PgPool,
     pub state: AppState,
     pub router: Router,
+    /// The client address every request comes from (distinct per app, so
+    /// rate limits kept in the shared Redis do not cross tests).
+    pub client: std::net::SocketAddr,
+}
+
+fn random_client() -> std::net::SocketAddr {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    std::net::SocketAddr::from(([10, b[0], b[1], b[2]], 40000))
 }
 
 impl TestApp {
@@ -79,6 +97,7 @@ impl TestApp {
             pool,
             state,
             router,
+            client: random_client(),
         }
     }
 
@@ -93,11 +112,21 @@ impl TestApp {
             pool: state.db.write.clone(),
             state,
             router,
+            client: random_client(),
         }
     }
 
     /// Sends a raw request through the router.
-    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+    pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        if request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_none()
+        {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(self.client));
+        }
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -176,4 +205,91 @@ pub fn assert_problem(response: &TestResponse, status: u16, code: &str) {
         response.body.get("request_id").and_then(Value::as_str),
         header_id
     );
+}
+
+/// A registered user's credentials.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: uuid::Uuid,
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// A password that passes every strength rule.
+pub const STRONG_PASSWORD: &str = "Correct-Horse-Battery-9!";
+
+impl TestApp {
+    /// Registers `username` with `<username>@example.com` and the strong password.
+    pub async fn register(&self, username: &str) -> TestUser {
+        let email = format!("{username}@example.com");
+        let response = self
+            .post(
+                "/v1/auth/register",
+                serde_json::json!({"username": username, "email": email, "password": STRONG_PASSWORD}),
+            )
+            .await;
+        assert_eq!(response.status, 201, "register failed: {}", response.body);
+        let id = response.body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("register returns the id");
+        TestUser {
+            id,
+            username: username.into(),
+            email,
+            password: STRONG_PASSWORD.into(),
+        }
+    }
+
+    pub async fn login_as(&self, user: &TestUser) -> TestResponse {
+        self.post(
+            "/v1/auth/login",
+            serde_json::json!({"login": user.username, "password": user.password}),
+        )
+        .await
+    }
+
+    /// Registers and logs in; returns the user and the token pair body.
+    pub async fn signed_in(&self, username: &str) -> (TestUser, Value) {
+        let user = self.register(username).await;
+        let response = self.login_as(&user).await;
+        assert_eq!(response.status, 200, "login failed: {}", response.body);
+        (user, response.body)
+    }
+
+    /// Every mail in the outbox addressed to `to`, oldest first.
+    pub fn mails_to(&self, to: &str) -> Vec<Value> {
+        let shared::config::MailTransport::Outbox(dir) = &self.state.config.mail_transport else {
+            return Vec::new();
+        };
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .filter(|mail| mail["to"] == to)
+            .collect()
+    }
+
+    /// The token of the newest mail to `to` whose link path contains `path`.
+    pub fn token_from_mail(&self, to: &str, path: &str) -> Option<String> {
+        self.mails_to(to).iter().rev().find_map(|mail| {
+            let text = mail["text"].as_str()?;
+            let start = text.find(&format!("{path}?token="))? + path.len() + "?token=".len();
+            Some(
+                text[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect(),
+            )
+        })
+    }
 }

@@ -5,11 +5,14 @@ pub mod api;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod lambda;
 pub mod local;
+pub mod mail;
+pub mod security;
 pub mod state;
 pub mod telemetry;
 

@@ -12,8 +12,15 @@ use crate::telemetry;
 
 /// Reads configuration, applies migrations and serves until Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
     telemetry::init(config.log_format);
+    if config.jwt_private_keys_pem.is_empty() {
+        tracing::warn!(
+            "JWT_PRIVATE_KEY_PEM is not set: signing with a key generated for this run \
+             (tokens stop working on restart)"
+        );
+        config.jwt_private_keys_pem = vec![crate::security::jwt::generate_private_key_pem()?];
+    }
     let bind = config.bind_addr;
     let state = AppState::from_config(config)?;
     crate::db::MIGRATOR

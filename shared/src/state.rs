@@ -5,6 +5,8 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::mail::Mailer;
+use crate::security::{JwtKeys, PasswordHasher};
 
 /// Shared by every request of a container; cheap to clone.
 #[derive(Clone)]
@@ -12,10 +14,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub cache: Option<Cache>,
+    pub keys: Arc<JwtKeys>,
+    pub hasher: PasswordHasher,
+    pub mailer: Mailer,
 }
 
 impl AppState {
-    /// Builds the state from configuration: lazy pools, the Redis client.
+    /// Builds the state from configuration: lazy pools, the Redis client,
+    /// signing keys, the password hasher and the mailer.
     pub fn from_config(config: Config) -> anyhow::Result<Self> {
         let db = Db::connect_lazy(&config)?;
         Self::with_db(config, db)
@@ -24,10 +30,21 @@ impl AppState {
     /// Builds the state around existing pools (tests, tools).
     pub fn with_db(config: Config, db: Db) -> anyhow::Result<Self> {
         let cache = config.redis_url.as_ref().map(Cache::new).transpose()?;
+        let keys = JwtKeys::new(
+            &config.jwt_private_keys_pem,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+        )?;
+        let hasher = PasswordHasher::new(config.argon2)?;
+        let mailer = Mailer::from_config(&config.mail_transport)?;
         Ok(Self {
             config: Arc::new(config),
             db,
             cache,
+            keys: Arc::new(keys),
+            hasher,
+            mailer,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per path prefix, each with its `router()`.
 
+pub mod auth;
 pub mod health;
 
 use axum::Router;
@@ -20,7 +21,7 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
 
 /// The auth function's router: `/v1/auth/*`, `/.well-known/*`, `/v1/health`.
 pub fn auth_router(state: AppState) -> Router {
-    finish(health::router(), state)
+    finish(auth::router().merge(health::router()), state)
 }
 
 /// The users function's router: `/v1/users*` (routes arrive with the users issue).
@@ -35,5 +36,5 @@ pub fn admin_router(state: AppState) -> Router {
 
 /// Every route of every function on one router (the local server).
 pub fn app(state: AppState) -> Router {
-    finish(health::router(), state)
+    finish(auth::router().merge(health::router()), state)
 }

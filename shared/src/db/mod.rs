@@ -2,6 +2,10 @@
 //! per aggregate whose functions take `impl PgExecutor` (a pool or a transaction).
 
 pub mod audit;
+pub mod one_time_tokens;
+pub mod rate_limits;
+pub mod sessions;
+pub mod users;
 
 use std::str::FromStr;
 

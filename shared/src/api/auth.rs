@@ -1,0 +1,670 @@
+//! `/v1/auth/*` and `/.well-known/*`: registration, login, refresh-token
+//! rotation, logout, password reset, e-mail verification, and the public
+//! key documents. Every state change is audited in its own transaction.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
+use crate::db::{one_time_tokens, sessions, users};
+use crate::domain::user::User;
+use crate::domain::{Email, Password, UserStatus, UserView, Username, profile};
+use crate::error::{Error, FieldError, Result};
+use crate::http::{ApiJson, RequestMeta};
+use crate::mail::Mail;
+use crate::security::passwords::Verified;
+use crate::security::{AuthUser, opaque, rate_limit, revocation};
+use crate::state::AppState;
+
+const VERIFICATION_TTL_HOURS: i64 = 24;
+const RESET_TTL_HOURS: i64 = 1;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/password/forgot", post(forgot_password))
+        .route("/v1/auth/password/reset", post(reset_password))
+        .route("/v1/auth/email/verify", post(verify_email))
+        .route("/v1/auth/email/resend", post(resend_verification))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+}
+
+// ------------------------------------------------------------------ bodies
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gdpr_consent: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub login: String,
+    pub password: String,
+    pub device_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    pub device_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    pub refresh_token: String,
+    #[serde(default)]
+    pub all_sessions: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub token: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    pub token: String,
+}
+
+/// The answer of login and refresh.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+    pub user: UserView,
+}
+
+// ----------------------------------------------------------------- helpers
+
+fn audit_context(meta: &RequestMeta) -> AuditContext {
+    AuditContext {
+        request_id: Some(meta.request_id.clone()),
+        ip: meta.ip,
+        user_agent: meta.user_agent.clone(),
+        actor: None,
+    }
+}
+
+fn client(meta: &RequestMeta) -> String {
+    meta.ip
+        .map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
+async fn limit(state: &AppState, endpoint: &str, identifier: &str) -> Result<()> {
+    rate_limit::check(
+        state.cache.as_ref(),
+        &state.db,
+        endpoint,
+        identifier,
+        state.config.rate_limit_per_minute,
+        60,
+    )
+    .await
+}
+
+/// Bounds an optional client-supplied string (fingerprint) before storing it.
+fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>> {
+    match value {
+        Some(v) if v.chars().count() > max || v.contains('\0') => Err(Error::field(
+            field,
+            format!("must be at most {max} characters without NUL"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!(
+        "{}/{path}?token={token}",
+        state.config.app_base_url.trim_end_matches('/')
+    )
+}
+
+/// Sends a mail after the transaction that created its token committed; a
+/// failure is logged (without the message) and the request still succeeds.
+async fn deliver(state: &AppState, mail: Mail) {
+    if let Err(err) = state.mailer.send(&mail).await {
+        tracing::error!(error = %err, subject = %mail.subject, "sending mail failed");
+    }
+}
+
+fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Verify your e-mail address".into(),
+        text: format!(
+            "Confirm this address by opening the link below (valid for {VERIFICATION_TTL_HOURS} hours):\n\n{}\n",
+            link(state, "verify-email", token)
+        ),
+    }
+}
+
+/// Starts a session: its first refresh token, and an access token for it.
+async fn start_session(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    fingerprint: Option<&str>,
+) -> Result<(String, String, DateTime<Utc>, Uuid)> {
+    let now = Utc::now();
+    let session_id = Uuid::now_v7();
+    let session_expires_at = now + Duration::days(i64::from(state.config.session_max_days));
+    let expires_at = (now + Duration::days(i64::from(state.config.refresh_token_ttl_days)))
+        .min(session_expires_at);
+    let refresh_token = opaque::generate();
+    sessions::insert(
+        &mut *conn,
+        &sessions::NewRefreshToken {
+            user_id,
+            session_id,
+            token_hash: &opaque::hash(&refresh_token),
+            expires_at,
+            session_expires_at,
+            ip: meta.ip.map(|ip| ip.to_string()),
+            user_agent: meta.user_agent.as_deref(),
+            device_fingerprint: fingerprint,
+        },
+    )
+    .await?;
+    let access_token = state
+        .keys
+        .issue(user_id, session_id)
+        .map_err(Error::Internal)?;
+    Ok((access_token, refresh_token, expires_at, session_id))
+}
+
+fn token_pair(
+    state: &AppState,
+    access_token: String,
+    refresh_token: String,
+    refresh_expires_at: DateTime<Utc>,
+    user: &User,
+) -> Response {
+    let pair = TokenPair {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: state.keys.ttl().as_secs(),
+        refresh_token,
+        refresh_expires_in: (refresh_expires_at - Utc::now()).num_seconds().max(0),
+        user: UserView::from(user),
+    };
+    ApiJson(pair).into_response()
+}
+
+async fn load_user(state: &AppState, id: Uuid) -> Result<User> {
+    users::find_by_id(&state.db.write, id)
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("user {id} vanished")))
+}
+
+// ---------------------------------------------------------------- handlers
+
+async fn register(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response> {
+    limit(&state, "register", &client(&meta)).await?;
+
+    let mut errors = Vec::new();
+    let username = Username::parse(&body.username)
+        .map_err(|m| errors.push(FieldError::new("username", m)))
+        .ok();
+    let email = Email::parse(&body.email)
+        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .ok();
+    let local_part = email.as_ref().map(Email::local_part).unwrap_or_default();
+    let password = Password::parse(&body.password, &[&body.username, local_part, &body.email])
+        .map_err(|m| errors.push(FieldError::new("password", m)))
+        .ok();
+    for (field, value) in [
+        ("first_name", &body.first_name),
+        ("last_name", &body.last_name),
+    ] {
+        if let Some(Err(m)) = value.as_deref().map(profile::name) {
+            errors.push(FieldError::new(field, m));
+        }
+    }
+    let (Some(username), Some(email), Some(password), true) =
+        (username, email, password, errors.is_empty())
+    else {
+        return Err(Error::Validation(errors));
+    };
+    limit(&state, "register-email", email.as_str()).await?;
+
+    let password_hash = state.hasher.hash(&password).await?;
+    let status = if state.config.require_verified_email {
+        UserStatus::PendingVerification
+    } else {
+        UserStatus::Active
+    };
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &audit_context(&meta)).await?;
+    let id = users::insert(
+        &mut *tx,
+        &users::NewUser {
+            username: username.as_str(),
+            email: email.as_str(),
+            password_hash: &password_hash,
+            first_name: body.first_name.as_deref(),
+            last_name: body.last_name.as_deref(),
+            status,
+            gdpr_consent: body.gdpr_consent.unwrap_or(false),
+        },
+    )
+    .await?;
+    one_time_tokens::create_email_verification(
+        &mut *tx,
+        id,
+        email.as_str(),
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+    )
+    .await?;
+    tx.commit().await?;
+
+    deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+    let user = load_user(&state, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/users/{id}"))],
+        ApiJson(UserView::from(&user)),
+    )
+        .into_response())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response> {
+    limit(&state, "login", &client(&meta)).await?;
+    let login = body.login.trim();
+    if login.is_empty() || login.chars().count() > 255 {
+        return Err(Error::field("login", "must be 1 to 255 characters"));
+    }
+    let password = Password::candidate(&body.password).map_err(|m| Error::field("password", m))?;
+    let fingerprint = bounded("device_fingerprint", body.device_fingerprint, 255)?;
+    limit(&state, "login-account", &login.to_lowercase()).await?;
+
+    let ctx = audit_context(&meta);
+    let Some(user) = users::find_for_login(&state.db.write, login).await? else {
+        // Same work, same answer as a wrong password: no enumeration.
+        state.hasher.verify(&password, None).await?;
+        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, None);
+        event.new_values = Some(json!({"reason": "unknown_login"}));
+        audit::record(&state.db.write, &ctx, &event).await?;
+        return Err(Error::InvalidCredentials);
+    };
+
+    let now = Utc::now();
+    if let Some(until) = user.locked_until.filter(|until| *until > now) {
+        return Err(Error::AccountLocked {
+            retry_after_secs: (until - now).num_seconds().max(1) as u64,
+        });
+    }
+
+    let verified = state
+        .hasher
+        .verify(&password, Some(&user.password_hash))
+        .await?;
+    if verified == Verified::No {
+        let mut tx = state.db.write.begin().await?;
+        let failed = users::record_failed_login(
+            &mut *tx,
+            user.id,
+            state.config.lockout_threshold as i32,
+            state.config.lockout_minutes as i32,
+        )
+        .await?;
+        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
+        event.new_values =
+            Some(json!({"reason": "wrong_password", "failed_login_attempts": failed.attempts}));
+        audit::record(&mut *tx, &ctx, &event).await?;
+        if failed.just_locked {
+            let mut event = AuditEvent::about_user(AuditAction::AccountLocked, Some(user.id));
+            event.severity = "warning";
+            event.new_values = Some(json!({"locked_until": failed.locked_until}));
+            audit::record(&mut *tx, &ctx, &event).await?;
+        }
+        tx.commit().await?;
+        return Err(Error::InvalidCredentials);
+    }
+
+    if !user.status.may_log_in(state.config.require_verified_email) {
+        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
+        event.new_values = Some(json!({"reason": "account_disabled", "status": user.status}));
+        audit::record(&state.db.write, &ctx, &event).await?;
+        return Err(Error::AccountDisabled);
+    }
+
+    let rehash = match verified {
+        Verified::YesRehash => Some(state.hasher.hash(&password).await?),
+        _ => None,
+    };
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &ctx).await?;
+    users::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
+    let (access, refresh_token, refresh_expires_at, session_id) =
+        start_session(&state, &mut tx, user.id, &meta, fingerprint.as_deref()).await?;
+    let mut event = AuditEvent::about_user(AuditAction::LoginSucceeded, Some(user.id));
+    event.new_values = Some(json!({"session_id": session_id}));
+    audit::record(&mut *tx, &ctx, &event).await?;
+    tx.commit().await?;
+
+    let user = load_user(&state, user.id).await?;
+    Ok(token_pair(
+        &state,
+        access,
+        refresh_token,
+        refresh_expires_at,
+        &user,
+    ))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Response> {
+    limit(&state, "refresh", &client(&meta)).await?;
+    let fingerprint = bounded("device_fingerprint", body.device_fingerprint, 255)?;
+    let token_hash = opaque::hash(&body.refresh_token);
+    let token = sessions::find_by_hash(&state.db.write, &token_hash)
+        .await?
+        .ok_or(Error::RefreshTokenInvalid)?;
+    let ctx = audit_context(&meta);
+    let now = Utc::now();
+
+    if let Some(revoked_at) = token.revoked_at {
+        let grace = Duration::from_std(state.config.refresh_reuse_grace).unwrap_or_default();
+        if token.replaced_by.is_some() && now - revoked_at > grace {
+            // A rotated token presented after the grace window: theft.
+            let mut tx = state.db.write.begin().await?;
+            sessions::revoke_session(&mut *tx, token.session_id).await?;
+            let mut event =
+                AuditEvent::about_user(AuditAction::RefreshTokenReused, Some(token.user_id));
+            event.severity = "warning";
+            event.new_values = Some(json!({"session_id": token.session_id}));
+            audit::record(&mut *tx, &ctx, &event).await?;
+            tx.commit().await?;
+            revocation::publish(state.cache.as_ref(), &[token.session_id], state.keys.ttl()).await;
+            return Err(Error::RefreshTokenReused);
+        }
+        return Err(Error::RefreshTokenInvalid);
+    }
+    if token.expires_at <= now || token.session_expires_at <= now {
+        return Err(Error::RefreshTokenInvalid);
+    }
+    if token.device_fingerprint.is_some() && token.device_fingerprint != fingerprint {
+        return Err(Error::RefreshTokenInvalid);
+    }
+    let user = users::find_by_id(&state.db.write, token.user_id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::RefreshTokenInvalid)?;
+    if !user.status.may_log_in(state.config.require_verified_email) {
+        return Err(Error::AccountDisabled);
+    }
+
+    let mut tx = state.db.write.begin().await?;
+    if !sessions::claim_for_rotation(&mut *tx, token.id).await? {
+        // Another refresh of the same token won the race.
+        return Err(Error::RefreshTokenInvalid);
+    }
+    let refresh_token = opaque::generate();
+    let expires_at = (now + Duration::days(i64::from(state.config.refresh_token_ttl_days)))
+        .min(token.session_expires_at);
+    let successor = sessions::insert(
+        &mut *tx,
+        &sessions::NewRefreshToken {
+            user_id: user.id,
+            session_id: token.session_id,
+            token_hash: &opaque::hash(&refresh_token),
+            expires_at,
+            session_expires_at: token.session_expires_at,
+            ip: meta.ip.map(|ip| ip.to_string()),
+            user_agent: meta.user_agent.as_deref(),
+            device_fingerprint: token.device_fingerprint.as_deref(),
+        },
+    )
+    .await?;
+    sessions::set_successor(&mut *tx, token.id, successor).await?;
+    let mut event = AuditEvent::about_user(AuditAction::TokenRefreshed, Some(user.id));
+    event.new_values = Some(json!({"session_id": token.session_id}));
+    audit::record(&mut *tx, &ctx, &event).await?;
+    tx.commit().await?;
+
+    let access = state
+        .keys
+        .issue(user.id, token.session_id)
+        .map_err(Error::Internal)?;
+    Ok(token_pair(&state, access, refresh_token, expires_at, &user))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<LogoutRequest>,
+) -> Result<StatusCode> {
+    let token_hash = opaque::hash(&body.refresh_token);
+    if let Some(token) = sessions::find_by_hash(&state.db.write, &token_hash).await? {
+        let mut tx = state.db.write.begin().await?;
+        let revoked = if body.all_sessions {
+            sessions::revoke_user_sessions(&mut *tx, token.user_id, None).await?
+        } else {
+            sessions::revoke_session(&mut *tx, token.session_id).await?;
+            vec![token.session_id]
+        };
+        let mut event = AuditEvent::about_user(AuditAction::Logout, Some(token.user_id));
+        event.new_values =
+            Some(json!({"session_id": token.session_id, "all_sessions": body.all_sessions}));
+        audit::record(&mut *tx, &audit_context(&meta), &event).await?;
+        tx.commit().await?;
+        let mut sids = revoked;
+        if !sids.contains(&token.session_id) {
+            sids.push(token.session_id);
+        }
+        revocation::publish(state.cache.as_ref(), &sids, state.keys.ttl()).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn forgot_password(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<ForgotPasswordRequest>,
+) -> Result<StatusCode> {
+    limit(&state, "password-forgot", &client(&meta)).await?;
+    let email = Email::parse(&body.email).map_err(|m| Error::field("email", m))?;
+    let Some((user_id, _status)) = users::id_by_email(&state.db.write, email.as_str()).await?
+    else {
+        return Ok(StatusCode::ACCEPTED);
+    };
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    // Serialise requests for one user so the hourly cap cannot be raced.
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext($1::uuid::text))",
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let recent = one_time_tokens::recent_password_resets(&mut *tx, user_id).await?;
+    if recent >= i64::from(state.config.reset_mails_per_hour) {
+        tracing::info!("password reset mail cap reached; request answered without a mail");
+        return Ok(StatusCode::ACCEPTED);
+    }
+    one_time_tokens::create_password_reset(
+        &mut *tx,
+        user_id,
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(RESET_TTL_HOURS),
+        meta.ip.map(|ip| ip.to_string()),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &audit_context(&meta),
+        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id)),
+    )
+    .await?;
+    tx.commit().await?;
+    deliver(&state, reset_mail(&state, email.as_str(), &token)).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The password-reset mail (also sent by an admin's reset request).
+pub fn reset_mail(state: &AppState, to: &str, token: &str) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Reset your password".into(),
+        text: format!(
+            "Choose a new password by opening the link below (valid for {RESET_TTL_HOURS} hour; \
+             if you did not ask for this, ignore this mail):\n\n{}\n",
+            link(state, "reset-password", token)
+        ),
+    }
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<ResetPasswordRequest>,
+) -> Result<StatusCode> {
+    limit(&state, "password-reset", &client(&meta)).await?;
+    let token_hash = opaque::hash(&body.token);
+    let user_id = one_time_tokens::find_password_reset(&state.db.write, &token_hash)
+        .await?
+        .ok_or(Error::InvalidToken)?;
+    let user = users::find_by_id(&state.db.write, user_id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::InvalidToken)?;
+    let local_part = user.email.split('@').next().unwrap_or_default();
+    let password = Password::parse(&body.new_password, &[&user.username, local_part])
+        .map_err(|m| Error::field("new_password", m))?;
+    let hash = state.hasher.hash(&password).await?;
+
+    let ctx = audit_context(&meta);
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &ctx).await?;
+    if one_time_tokens::consume_password_reset(&mut *tx, &token_hash)
+        .await?
+        .is_none()
+    {
+        return Err(Error::InvalidToken);
+    }
+    users::set_password(&mut *tx, user_id, &hash).await?;
+    let revoked = sessions::revoke_user_sessions(&mut *tx, user_id, None).await?;
+    let mut event = AuditEvent::about_user(AuditAction::PasswordResetCompleted, Some(user_id));
+    event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
+    audit::record(&mut *tx, &ctx, &event).await?;
+    tx.commit().await?;
+    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn verify_email(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<VerifyEmailRequest>,
+) -> Result<ApiJson<UserView>> {
+    limit(&state, "email-verify", &client(&meta)).await?;
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &audit_context(&meta)).await?;
+    let (user_id, email) =
+        one_time_tokens::consume_email_verification(&mut *tx, &opaque::hash(&body.token))
+            .await?
+            .ok_or(Error::InvalidToken)?;
+    if !users::mark_email_verified(&mut *tx, user_id, &email).await? {
+        return Err(Error::InvalidToken);
+    }
+    tx.commit().await?;
+    let user = load_user(&state, user_id).await?;
+    Ok(ApiJson(UserView::from(&user)))
+}
+
+async fn resend_verification(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+) -> Result<StatusCode> {
+    limit(&state, "email-resend", &auth.user_id.to_string()).await?;
+    let user = load_user(&state, auth.user_id).await?;
+    if user.is_email_verified {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    one_time_tokens::create_email_verification(
+        &mut *tx,
+        user.id,
+        &user.email,
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &audit_context(&meta),
+        &AuditEvent::about_user(AuditAction::EmailVerificationSent, Some(user.id)),
+    )
+    .await?;
+    tx.commit().await?;
+    deliver(&state, verification_mail(&state, &user.email, &token)).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn jwks(State(state): State<AppState>) -> ApiJson<Value> {
+    ApiJson(state.keys.jwks().clone())
+}
+
+async fn openid_configuration(State(state): State<AppState>) -> ApiJson<Value> {
+    let issuer = state.keys.issuer().trim_end_matches('/');
+    ApiJson(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": ["token"],
+    }))
+}

@@ -1,0 +1,140 @@
+//! Sessions and their refresh tokens: a session is the chain of tokens that
+//! began with one login; each refresh revokes a token and links its successor.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A stored refresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub session_expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub replaced_by: Option<Uuid>,
+    pub device_fingerprint: Option<String>,
+}
+
+/// A token to store.
+#[derive(Debug)]
+pub struct NewRefreshToken<'a> {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub token_hash: &'a str,
+    pub expires_at: DateTime<Utc>,
+    pub session_expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<&'a str>,
+    pub device_fingerprint: Option<&'a str>,
+}
+
+pub async fn insert(conn: impl PgExecutor<'_>, new: &NewRefreshToken<'_>) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, expires_at,
+                                       session_expires_at, created_by_ip, user_agent,
+                                       device_fingerprint)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"#,
+        Uuid::now_v7(),
+        new.user_id,
+        new.session_id,
+        new.token_hash,
+        new.expires_at,
+        new.session_expires_at,
+        new.ip,
+        new.user_agent,
+        new.device_fingerprint,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The token with this hash, in whatever state.
+pub async fn find_by_hash(
+    conn: impl PgExecutor<'_>,
+    token_hash: &str,
+) -> sqlx::Result<Option<RefreshToken>> {
+    sqlx::query_as!(
+        RefreshToken,
+        "SELECT id, user_id, session_id, expires_at, session_expires_at, revoked_at, replaced_by,
+                device_fingerprint
+         FROM refresh_tokens WHERE token_hash = $1",
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Revokes token `id` for rotation if it is still live: the atomic step that
+/// lets exactly one of several concurrent refreshes win.
+pub async fn claim_for_rotation(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let claimed = sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Links a rotated token to its successor.
+pub async fn set_successor(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    successor: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE refresh_tokens SET replaced_by = $2 WHERE id = $1",
+        id,
+        successor
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live token of a session; returns how many.
+pub async fn revoke_session(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1 AND revoked_at IS NULL",
+        session_id
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Revokes every live session of a user but `keep`; returns the session ids.
+pub async fn revoke_user_sessions(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"WITH revoked AS (
+               UPDATE refresh_tokens SET revoked_at = now()
+               WHERE user_id = $1 AND revoked_at IS NULL
+                 AND session_id IS DISTINCT FROM $2
+               RETURNING session_id)
+           SELECT DISTINCT session_id AS "session_id!" FROM revoked"#,
+        user_id,
+        keep
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Is the session still usable: a live, unexpired token within its absolute lifetime?
+pub async fn is_live(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM refresh_tokens
+                          WHERE session_id = $1 AND revoked_at IS NULL
+                            AND expires_at > now() AND session_expires_at > now()) AS "live!""#,
+        session_id
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,216 @@
+//! The users aggregate: accounts, login bookkeeping, passwords, e-mail.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::domain::user::{User, UserStatus};
+
+/// A new account, validated and hashed.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub status: UserStatus,
+    pub gdpr_consent: bool,
+}
+
+/// Inserts an account (uniqueness violations surface as `users_email_key` /
+/// `users_username_key`).
+pub async fn insert(conn: impl PgExecutor<'_>, new: &NewUser<'_>) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO users (id, username, email, password_hash, first_name, last_name, status,
+                              gdpr_consent_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END)
+           RETURNING id"#,
+        Uuid::now_v7(),
+        new.username,
+        new.email,
+        new.password_hash,
+        new.first_name,
+        new.last_name,
+        new.status as UserStatus,
+        new.gdpr_consent,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A user by id, soft-deleted ones included, with role names.
+pub async fn find_by_id(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(
+        User,
+        r#"SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
+                  locked_until, first_name, last_name, phone_number, date_of_birth,
+                  profile_picture_url, bio, status AS "status: UserStatus", is_email_verified,
+                  is_phone_verified, created_at, updated_at, last_login_at, deleted_at,
+                  gdpr_consent_at, data_retention_until,
+                  ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                        WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS "roles!"
+           FROM users u WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The live (not soft-deleted) user whose e-mail or username is `login`,
+/// compared case-insensitively (usernames cannot contain '@', so the two
+/// never collide).
+pub async fn find_for_login(conn: impl PgExecutor<'_>, login: &str) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(
+        User,
+        r#"SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
+                  locked_until, first_name, last_name, phone_number, date_of_birth,
+                  profile_picture_url, bio, status AS "status: UserStatus", is_email_verified,
+                  is_phone_verified, created_at, updated_at, last_login_at, deleted_at,
+                  gdpr_consent_at, data_retention_until,
+                  ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                        WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS "roles!"
+           FROM users u
+           WHERE deleted_at IS NULL AND (lower(email) = lower($1) OR lower(username) = lower($1))"#,
+        login
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The live user with this (normalised) e-mail address.
+pub async fn id_by_email(
+    conn: impl PgExecutor<'_>,
+    email: &str,
+) -> sqlx::Result<Option<(Uuid, UserStatus)>> {
+    let row = sqlx::query!(
+        r#"SELECT id, status AS "status: UserStatus" FROM users
+           WHERE deleted_at IS NULL AND lower(email) = lower($1)"#,
+        email
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.id, r.status)))
+}
+
+/// The outcome of a failed login.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedLogin {
+    pub attempts: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+    /// This failure reached the threshold and set the lock.
+    pub just_locked: bool,
+}
+
+/// Counts a failed login atomically (concurrent failures lose no count);
+/// at `threshold` consecutive failures the account is locked for `minutes`.
+/// A lock that has run out starts a new count.
+pub async fn record_failed_login(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    threshold: i32,
+    minutes: i32,
+) -> sqlx::Result<FailedLogin> {
+    let row = sqlx::query!(
+        r#"WITH old AS (SELECT id, locked_until FROM users WHERE id = $1 FOR UPDATE)
+           UPDATE users u SET
+               failed_login_attempts = CASE WHEN old.locked_until <= now() THEN 1
+                                            ELSE u.failed_login_attempts + 1 END,
+               locked_until = CASE
+                   WHEN old.locked_until > now() THEN old.locked_until
+                   WHEN (CASE WHEN old.locked_until <= now() THEN 1
+                              ELSE u.failed_login_attempts + 1 END) >= $2
+                       THEN now() + make_interval(mins => $3)
+                   ELSE NULL END
+           FROM old WHERE u.id = old.id
+           RETURNING u.failed_login_attempts, u.locked_until,
+                     (u.locked_until IS NOT NULL
+                      AND old.locked_until IS DISTINCT FROM u.locked_until) AS "just_locked!""#,
+        id,
+        threshold,
+        minutes
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(FailedLogin {
+        attempts: row.failed_login_attempts,
+        locked_until: row.locked_until,
+        just_locked: row.just_locked,
+    })
+}
+
+/// Records a successful login: clears the failure count and lock, stamps
+/// `last_login_at`, and stores a re-hashed password when given one.
+pub async fn record_successful_login(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    rehash: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE users SET failed_login_attempts = 0, locked_until = NULL, last_login_at = now(),
+                            password_hash = COALESCE($2, password_hash)
+           WHERE id = $1"#,
+        id,
+        rehash
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets a new password hash and clears any lockout.
+pub async fn set_password(conn: impl PgExecutor<'_>, id: Uuid, hash: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2, failed_login_attempts = 0, locked_until = NULL
+         WHERE id = $1",
+        id,
+        hash
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks `email` as the user's verified address (switching to it for an
+/// e-mail change) and activates an account pending verification.
+pub async fn mark_email_verified(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    email: &str,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        r#"UPDATE users SET email = $2, is_email_verified = TRUE,
+               status = CASE WHEN status = 'pending_verification' THEN 'active'::user_status
+                             ELSE status END
+           WHERE id = $1 AND deleted_at IS NULL"#,
+        id,
+        email
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// What authorisation needs about a caller, read on every request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub status: UserStatus,
+    pub deleted: bool,
+    pub permissions: Vec<String>,
+}
+
+/// The caller's status and permissions in one indexed query.
+pub async fn caller(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Caller>> {
+    sqlx::query_as!(
+        Caller,
+        r#"SELECT status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!",
+                  ARRAY(SELECT DISTINCT p FROM user_roles ur
+                        JOIN roles r ON r.id = ur.role_id,
+                        jsonb_array_elements_text(r.permissions) p
+                        WHERE ur.user_id = u.id)::text[] AS "permissions!"
+           FROM users u WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}

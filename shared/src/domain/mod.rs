@@ -1,0 +1,13 @@
+//! Domain types that can only hold valid values (parse, don't validate), and
+//! the user representations of the contract.
+
+pub mod email;
+pub mod password;
+pub mod profile;
+pub mod user;
+pub mod username;
+
+pub use email::Email;
+pub use password::Password;
+pub use user::{UserStatus, UserView};
+pub use username::Username;
