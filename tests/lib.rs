@@ -293,3 +293,46 @@ impl TestApp {
         })
     }
 }
+
+impl TestApp {
+    /// Gives `user` a role holding exactly `permissions` (created if need be).
+    pub async fn grant(&self, user: uuid::Uuid, permissions: &[&str]) {
+        let name = format!("test-{}", permissions.join("+").replace([':', '*'], "_"));
+        sqlx::query(
+            "INSERT INTO roles (name, permissions) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&name)
+        .bind(serde_json::json!(permissions))
+        .execute(&self.pool)
+        .await
+        .expect("creating a test role");
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user)
+        .bind(&name)
+        .execute(&self.pool)
+        .await
+        .expect("assigning a test role");
+    }
+
+    /// A signed-in user holding `permissions`; returns the user and an access token.
+    pub async fn user_with(&self, username: &str, permissions: &[&str]) -> (TestUser, String) {
+        let user = self.register(username).await;
+        if !permissions.is_empty() {
+            self.grant(user.id, permissions).await;
+        }
+        let pair = self.login_as(&user).await;
+        assert_eq!(pair.status, 200, "{}", pair.body);
+        let token = pair.body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (user, token)
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> TestResponse {
+        self.call(Method::GET, path, None, Some(token)).await
+    }
+}

@@ -1,7 +1,10 @@
 //! Integration tests: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod auth;
 mod cleanup;
 mod http;
+mod plans;
 mod schema;
+mod users;

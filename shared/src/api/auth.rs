@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
+use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::{one_time_tokens, sessions, users};
 use crate::domain::user::User;
 use crate::domain::{Email, Password, UserStatus, UserView, Username, profile};
@@ -23,8 +23,8 @@ use crate::security::passwords::Verified;
 use crate::security::{AuthUser, opaque, rate_limit, revocation};
 use crate::state::AppState;
 
-const VERIFICATION_TTL_HOURS: i64 = 24;
-const RESET_TTL_HOURS: i64 = 1;
+pub(crate) const VERIFICATION_TTL_HOURS: i64 = 24;
+pub(crate) const RESET_TTL_HOURS: i64 = 1;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -111,21 +111,12 @@ pub struct TokenPair {
 
 // ----------------------------------------------------------------- helpers
 
-fn audit_context(meta: &RequestMeta) -> AuditContext {
-    AuditContext {
-        request_id: Some(meta.request_id.clone()),
-        ip: meta.ip,
-        user_agent: meta.user_agent.clone(),
-        actor: None,
-    }
-}
-
 fn client(meta: &RequestMeta) -> String {
     meta.ip
         .map_or_else(|| "unknown".into(), |ip| ip.to_string())
 }
 
-async fn limit(state: &AppState, endpoint: &str, identifier: &str) -> Result<()> {
+pub(crate) async fn limit(state: &AppState, endpoint: &str, identifier: &str) -> Result<()> {
     rate_limit::check(
         state.cache.as_ref(),
         &state.db,
@@ -157,13 +148,13 @@ fn link(state: &AppState, path: &str, token: &str) -> String {
 
 /// Sends a mail after the transaction that created its token committed; a
 /// failure is logged (without the message) and the request still succeeds.
-async fn deliver(state: &AppState, mail: Mail) {
+pub(crate) async fn deliver(state: &AppState, mail: Mail) {
     if let Err(err) = state.mailer.send(&mail).await {
         tracing::error!(error = %err, subject = %mail.subject, "sending mail failed");
     }
 }
 
-fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail {
+pub(crate) fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail {
     Mail {
         to: to.to_string(),
         subject: "Verify your e-mail address".into(),
@@ -276,7 +267,7 @@ async fn register(
     };
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &audit_context(&meta)).await?;
+    audit::set_context(&mut *tx, &meta.audit(None)).await?;
     let id = users::insert(
         &mut *tx,
         &users::NewUser {
@@ -324,7 +315,7 @@ async fn login(
     let fingerprint = bounded("device_fingerprint", body.device_fingerprint, 255)?;
     limit(&state, "login-account", &login.to_lowercase()).await?;
 
-    let ctx = audit_context(&meta);
+    let ctx = meta.audit(None);
     let Some(user) = users::find_for_login(&state.db.write, login).await? else {
         // Same work, same answer as a wrong password: no enumeration.
         state.hasher.verify(&password, None).await?;
@@ -410,7 +401,7 @@ async fn refresh(
     let token = sessions::find_by_hash(&state.db.write, &token_hash)
         .await?
         .ok_or(Error::RefreshTokenInvalid)?;
-    let ctx = audit_context(&meta);
+    let ctx = meta.audit(None);
     let now = Utc::now();
 
     if let Some(revoked_at) = token.revoked_at {
@@ -496,7 +487,7 @@ async fn logout(
         let mut event = AuditEvent::about_user(AuditAction::Logout, Some(token.user_id));
         event.new_values =
             Some(json!({"session_id": token.session_id, "all_sessions": body.all_sessions}));
-        audit::record(&mut *tx, &audit_context(&meta), &event).await?;
+        audit::record(&mut *tx, &meta.audit(None), &event).await?;
         tx.commit().await?;
         let mut sids = revoked;
         if !sids.contains(&token.session_id) {
@@ -542,7 +533,7 @@ async fn forgot_password(
     .await?;
     audit::record(
         &mut *tx,
-        &audit_context(&meta),
+        &meta.audit(None),
         &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id)),
     )
     .await?;
@@ -583,7 +574,7 @@ async fn reset_password(
         .map_err(|m| Error::field("new_password", m))?;
     let hash = state.hasher.hash(&password).await?;
 
-    let ctx = audit_context(&meta);
+    let ctx = meta.audit(None);
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;
     if one_time_tokens::consume_password_reset(&mut *tx, &token_hash)
@@ -609,7 +600,7 @@ async fn verify_email(
 ) -> Result<ApiJson<UserView>> {
     limit(&state, "email-verify", &client(&meta)).await?;
     let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &audit_context(&meta)).await?;
+    audit::set_context(&mut *tx, &meta.audit(None)).await?;
     let (user_id, email) =
         one_time_tokens::consume_email_verification(&mut *tx, &opaque::hash(&body.token))
             .await?
@@ -644,7 +635,7 @@ async fn resend_verification(
     .await?;
     audit::record(
         &mut *tx,
-        &audit_context(&meta),
+        &meta.audit(None),
         &AuditEvent::about_user(AuditAction::EmailVerificationSent, Some(user.id)),
     )
     .await?;

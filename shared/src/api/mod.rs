@@ -1,7 +1,9 @@
 //! The HTTP API: one module per path prefix, each with its `router()`.
 
+pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod users;
 
 use axum::Router;
 use axum::middleware;
@@ -24,17 +26,21 @@ pub fn auth_router(state: AppState) -> Router {
     finish(auth::router().merge(health::router()), state)
 }
 
-/// The users function's router: `/v1/users*` (routes arrive with the users issue).
+/// The users function's router: `/v1/users*`.
 pub fn users_router(state: AppState) -> Router {
-    finish(Router::new(), state)
+    finish(users::router(), state)
 }
 
-/// The admin function's router: `/v1/admin/*` (routes arrive with the admin issue).
+/// The admin function's router: `/v1/admin/*`.
 pub fn admin_router(state: AppState) -> Router {
-    finish(Router::new(), state)
+    finish(admin::router(), state)
 }
 
 /// Every route of every function on one router (the local server).
 pub fn app(state: AppState) -> Router {
-    finish(auth::router().merge(health::router()), state)
+    let all = auth::router()
+        .merge(health::router())
+        .merge(users::router())
+        .merge(admin::router());
+    finish(all, state)
 }

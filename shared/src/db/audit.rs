@@ -119,3 +119,121 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// An audit row as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub user_id: Option<Uuid>,
+    pub performed_by: Option<Uuid>,
+    pub action: AuditAction,
+    pub entity_type: String,
+    pub entity_id: Option<Uuid>,
+    pub old_values: Option<Value>,
+    pub new_values: Option<Value>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub severity: String,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Filters of the audit-log query.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<Uuid>,
+    pub performed_by: Option<Uuid>,
+    pub action: Option<AuditAction>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<Uuid>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The position of the last entry of a page (newest first).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditCursor {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub id: i64,
+}
+
+/// Builds the audit query (tests `EXPLAIN` exactly this). Time bounds are
+/// also applied to `log_date`, so partitions outside the range are pruned.
+pub fn list_query<'a>(
+    prefix: &str,
+    filter: &'a AuditFilter,
+    after: Option<&'a AuditCursor>,
+    limit: i64,
+) -> sqlx::QueryBuilder<sqlx::Postgres> {
+    let mut qb = sqlx::QueryBuilder::new(prefix);
+    qb.push(
+        "SELECT id, user_id, performed_by, action, entity_type, entity_id, old_values, \
+         new_values, host(ip_address) AS ip_address, user_agent, request_id, created_at, \
+         severity, tags FROM audit_logs WHERE TRUE",
+    );
+    if let Some(id) = filter.user_id {
+        qb.push(" AND user_id = ").push_bind(id);
+    }
+    if let Some(id) = filter.performed_by {
+        qb.push(" AND performed_by = ").push_bind(id);
+    }
+    if let Some(action) = filter.action {
+        qb.push(" AND action = ").push_bind(action);
+    }
+    if let Some(kind) = filter.entity_type.as_deref() {
+        qb.push(" AND entity_type = ").push_bind(kind);
+    }
+    if let Some(id) = filter.entity_id {
+        qb.push(" AND entity_id = ").push_bind(id);
+    }
+    if let Some(from) = filter.from {
+        qb.push(" AND created_at >= ").push_bind(from);
+        qb.push(" AND log_date >= (")
+            .push_bind(from)
+            .push(" AT TIME ZONE 'UTC')::date");
+    }
+    if let Some(to) = filter.to {
+        qb.push(" AND created_at < ").push_bind(to);
+        qb.push(" AND log_date <= (")
+            .push_bind(to)
+            .push(" AT TIME ZONE 'UTC')::date");
+    }
+    if let Some(c) = after {
+        qb.push(" AND (created_at, id) < (")
+            .push_bind(c.at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    qb
+}
+
+/// One page (`limit + 1` rows) of audit entries.
+pub async fn list(
+    conn: impl PgExecutor<'_>,
+    filter: &AuditFilter,
+    after: Option<&AuditCursor>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditEntry>> {
+    list_query("", filter, after, limit + 1)
+        .build_query_as::<AuditEntry>()
+        .fetch_all(conn)
+        .await
+}
+
+/// Every audit entry about a user (the GDPR export).
+pub async fn about_user(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<AuditEntry>> {
+    sqlx::query_as!(
+        AuditEntry,
+        r#"SELECT id, user_id, performed_by, action AS "action: AuditAction", entity_type,
+                  entity_id, old_values, new_values, host(ip_address) AS ip_address, user_agent,
+                  request_id, created_at, severity AS "severity!", tags
+           FROM audit_logs WHERE user_id = $1 ORDER BY created_at, id"#,
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod one_time_tokens;
 pub mod rate_limits;
+pub mod roles;
 pub mod sessions;
+pub mod stats;
 pub mod users;
 
 use std::str::FromStr;

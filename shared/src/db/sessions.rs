@@ -138,3 +138,84 @@ pub async fn is_live(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx::Resul
     .fetch_one(conn)
     .await
 }
+
+/// A session as its user sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_fingerprint: Option<String>,
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub current: bool,
+}
+
+/// The user's live sessions, newest first (session ids are UUIDv7), after
+/// `after`, at most `limit + 1`.
+pub async fn list_live(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Session>> {
+    sqlx::query_as!(
+        Session,
+        r#"SELECT t.session_id AS id,
+                  (SELECT min(s.created_at) FROM refresh_tokens s
+                   WHERE s.session_id = t.session_id) AS "created_at!",
+                  LEAST(t.expires_at, t.session_expires_at) AS "expires_at!",
+                  t.created_by_ip AS ip_address, t.user_agent, t.device_fingerprint,
+                  FALSE AS "current!"
+           FROM refresh_tokens t
+           WHERE t.user_id = $1 AND t.revoked_at IS NULL
+             AND t.expires_at > now() AND t.session_expires_at > now()
+             AND ($2::uuid IS NULL OR t.session_id < $2)
+           ORDER BY t.session_id DESC LIMIT $3"#,
+        user_id,
+        after,
+        limit + 1
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Every session the user ever had (the GDPR export).
+pub async fn list_all(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<Session>> {
+    sqlx::query_as!(
+        Session,
+        r#"SELECT session_id AS "id!", min(created_at) AS "created_at!",
+                  max(LEAST(expires_at, session_expires_at)) AS "expires_at!",
+                  (array_agg(created_by_ip ORDER BY created_at DESC))[1] AS ip_address,
+                  (array_agg(user_agent ORDER BY created_at DESC))[1] AS user_agent,
+                  (array_agg(device_fingerprint ORDER BY created_at DESC))[1] AS device_fingerprint,
+                  FALSE AS "current!"
+           FROM refresh_tokens WHERE user_id = $1
+           GROUP BY session_id ORDER BY session_id"#,
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Revokes `session_id` if it belongs to `user_id`; `false` otherwise.
+pub async fn revoke_own_session(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"WITH owned AS (SELECT 1 FROM refresh_tokens WHERE session_id = $2 AND user_id = $1
+                          AND revoked_at IS NULL LIMIT 1),
+                revoked AS (UPDATE refresh_tokens SET revoked_at = now()
+                            WHERE session_id = $2 AND user_id = $1 AND revoked_at IS NULL
+                            RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM owned) AS "owned!""#,
+        user_id,
+        session_id
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -91,3 +91,62 @@ mod tests {
         assert!(bio(&"x".repeat(501)).is_err());
     }
 }
+
+/// A partial update of the profile: an absent field is kept, `null` clears it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    #[serde(default, deserialize_with = "present")]
+    pub first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub last_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub phone_number: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub date_of_birth: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "present")]
+    pub profile_picture_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub bio: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (Some(None)) from one left out (None).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+impl ProfilePatch {
+    /// Every broken field rule, each naming its field.
+    pub fn validate(&self, today: NaiveDate) -> Vec<crate::error::FieldError> {
+        use crate::error::FieldError;
+        let mut errors = Vec::new();
+        let mut check = |field: &str, result: Result<(), &'static str>| {
+            if let Err(message) = result {
+                errors.push(FieldError::new(field, message));
+            }
+        };
+        if let Some(Some(v)) = &self.first_name {
+            check("first_name", name(v));
+        }
+        if let Some(Some(v)) = &self.last_name {
+            check("last_name", name(v));
+        }
+        if let Some(Some(v)) = &self.phone_number {
+            check("phone_number", phone_number(v));
+        }
+        if let Some(Some(v)) = self.date_of_birth {
+            check("date_of_birth", date_of_birth(v, today));
+        }
+        if let Some(Some(v)) = &self.profile_picture_url {
+            check("profile_picture_url", profile_picture_url(v));
+        }
+        if let Some(Some(v)) = &self.bio {
+            check("bio", bio(v));
+        }
+        errors
+    }
+}

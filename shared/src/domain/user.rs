@@ -29,7 +29,7 @@ impl UserStatus {
 }
 
 /// A user row with its role names, as the data layer returns it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
     pub id: Uuid,
     pub username: String,

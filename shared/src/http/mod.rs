@@ -2,6 +2,8 @@
 //! security headers, the JSON body extractor and the problem+json fallbacks.
 
 pub mod json;
+pub mod pagination;
+pub mod query;
 pub mod request_id;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +17,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 pub use json::ApiJson;
+pub use pagination::Page;
+pub use query::ApiQuery;
 
 use crate::error::Error;
 
@@ -25,6 +29,19 @@ pub struct RequestMeta {
     pub request_id: String,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    /// The audit context of this request; `actor` is the acting user when
+    /// it differs from the subject of the change (an admin).
+    pub fn audit(&self, actor: Option<Uuid>) -> crate::db::audit::AuditContext {
+        crate::db::audit::AuditContext {
+            request_id: Some(self.request_id.clone()),
+            ip: self.ip,
+            user_agent: self.user_agent.clone(),
+            actor,
+        }
+    }
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

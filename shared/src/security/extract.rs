@@ -72,3 +72,53 @@ impl FromRequestParts<AppState> for AuthUser {
         })
     }
 }
+
+/// A permission a route requires (a marker type per permission string).
+pub trait Permission: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// The permissions of the contract.
+pub mod perm {
+    use super::Permission;
+
+    macro_rules! permissions {
+        ($($ty:ident => $name:literal),* $(,)?) => {$(
+            #[doc = concat!("`", $name, "`")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+            impl Permission for $ty {
+                const NAME: &'static str = $name;
+            }
+        )*};
+    }
+
+    permissions! {
+        UsersRead => "users:read",
+        UsersWrite => "users:write",
+        UsersDelete => "users:delete",
+        RolesManage => "roles:manage",
+        AuditRead => "audit:read",
+        StatsRead => "stats:read",
+    }
+}
+
+/// An authenticated caller holding permission `P`; 403 `forbidden` otherwise.
+#[derive(Debug, Clone)]
+pub struct Authorized<P: Permission> {
+    pub caller: AuthUser,
+    _permission: std::marker::PhantomData<P>,
+}
+
+impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        caller.require(P::NAME)?;
+        Ok(Self {
+            caller,
+            _permission: std::marker::PhantomData,
+        })
+    }
+}

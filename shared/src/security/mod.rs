@@ -8,6 +8,6 @@ pub mod passwords;
 pub mod rate_limit;
 pub mod revocation;
 
-pub use extract::AuthUser;
+pub use extract::{AuthUser, Authorized, Permission, perm};
 pub use jwt::JwtKeys;
 pub use passwords::PasswordHasher;

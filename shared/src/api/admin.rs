@@ -1,0 +1,598 @@
+//! `/v1/admin/*`: user administration, roles, the audit log and statistics.
+//! Each route names its permission in its `Authorized<…>` extractor.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::api::auth::{RESET_TTL_HOURS, deliver, reset_mail};
+use crate::api::users::search_text;
+use crate::db::audit::{self, AuditAction, AuditCursor, AuditEntry, AuditEvent, AuditFilter};
+use crate::db::roles::{self, Role};
+use crate::db::stats::{self, Stats};
+use crate::db::users::{UserCursor, UserFilter, UserSort};
+use crate::db::{one_time_tokens, sessions, users};
+use crate::domain::profile::ProfilePatch;
+use crate::domain::user::{AdminUserView, User};
+use crate::domain::{Email, UserStatus};
+use crate::error::{Error, FieldError, Result};
+use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
+use crate::security::{Authorized, opaque, perm, revocation};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/users", get(list_users))
+        .route(
+            "/v1/admin/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
+        .route("/v1/admin/users/{id}/unlock", post(unlock))
+        .route(
+            "/v1/admin/users/{id}/revoke-sessions",
+            post(revoke_sessions),
+        )
+        .route(
+            "/v1/admin/users/{id}/password-reset",
+            post(send_password_reset),
+        )
+        .route("/v1/admin/users/{id}/restore", post(restore))
+        .route(
+            "/v1/admin/users/{id}/roles/{role_name}",
+            put(assign_role).delete(remove_role),
+        )
+        .route("/v1/admin/roles", get(list_roles).post(create_role))
+        .route(
+            "/v1/admin/roles/{id}",
+            axum::routing::patch(update_role).delete(delete_role),
+        )
+        .route("/v1/admin/audit-logs", get(audit_logs))
+        .route("/v1/admin/stats", get(get_stats))
+}
+
+// ------------------------------------------------------------------ bodies
+
+#[derive(Debug, Deserialize)]
+pub struct AdminUserQuery {
+    pub q: Option<String>,
+    pub status: Option<UserStatus>,
+    pub email: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub include_deleted: Option<bool>,
+    pub sort: Option<UserSort>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// An admin's change of a user: status, verification and profile fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUserPatch {
+    pub status: Option<UserStatus>,
+    pub is_email_verified: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub last_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub phone_number: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub date_of_birth: Option<Option<chrono::NaiveDate>>,
+    #[serde(default, deserialize_with = "present")]
+    pub profile_picture_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub bio: Option<Option<String>>,
+}
+
+fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoleRequest {
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoleRequest {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    pub permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub user_id: Option<Uuid>,
+    pub performed_by: Option<Uuid>,
+    pub action: Option<AuditAction>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The permissions a role may hold.
+pub const PERMISSIONS: [&str; 7] = [
+    "*",
+    "users:read",
+    "users:write",
+    "users:delete",
+    "roles:manage",
+    "audit:read",
+    "stats:read",
+];
+
+// ----------------------------------------------------------------- helpers
+
+fn parse_id(raw: &str) -> Result<Uuid> {
+    raw.parse().map_err(|_| Error::NotFound)
+}
+
+async fn subject(state: &AppState, id: Uuid) -> Result<User> {
+    users::find_by_id(&state.db.write, id)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+async fn live_subject(state: &AppState, id: Uuid) -> Result<User> {
+    let user = subject(state, id).await?;
+    if user.deleted_at.is_some() {
+        return Err(Error::NotFound);
+    }
+    Ok(user)
+}
+
+fn admin_view(user: &User) -> ApiJson<AdminUserView> {
+    ApiJson(AdminUserView::from(user))
+}
+
+fn check_role(name: Option<&str>, permissions: Option<&[String]>) -> Result<()> {
+    let mut errors = Vec::new();
+    if let Some(name) = name {
+        let ok = (1..=50).contains(&name.chars().count())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if !ok {
+            errors.push(FieldError::new(
+                "name",
+                "must be 1 to 50 characters of letters, digits, '_', '-', '.', ':'",
+            ));
+        }
+    }
+    if let Some(bad) = permissions
+        .unwrap_or_default()
+        .iter()
+        .find(|p| !PERMISSIONS.contains(&p.as_str()))
+    {
+        errors.push(FieldError::new(
+            "permissions",
+            format!(
+                "unknown permission {bad:?}; known: {}",
+                PERMISSIONS.join(", ")
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+fn role_conflict(err: sqlx::Error) -> Error {
+    let unique = err
+        .as_database_error()
+        .and_then(|e| e.constraint())
+        .is_some_and(|c| c == "roles_name_key");
+    if unique {
+        Error::Conflict("A role with this name exists.")
+    } else {
+        Error::from(err)
+    }
+}
+
+// ------------------------------------------------------------------- users
+
+async fn list_users(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::UsersRead>,
+    ApiQuery(query): ApiQuery<AdminUserQuery>,
+) -> Result<ApiJson<Page<AdminUserView>>> {
+    let limit = pagination::limit(query.limit)?;
+    let after: Option<UserCursor> = pagination::decode(query.cursor.as_deref())?;
+    let email = query
+        .email
+        .as_deref()
+        .map(|e| Email::parse(e).map_err(|m| Error::field("email", m)))
+        .transpose()?;
+    let filter = UserFilter {
+        q: search_text(query.q)?,
+        status: query.status,
+        email: email.map(|e| e.as_str().to_string()),
+        created_from: query.created_from,
+        created_to: query.created_to,
+        include_deleted: query.include_deleted.unwrap_or(false),
+        sort: query.sort.unwrap_or_default(),
+    };
+    let rows = users::list(&state.db.read, &filter, after.as_ref(), limit).await?;
+    let sort = filter.sort;
+    Ok(ApiJson(pagination::page(
+        rows,
+        limit,
+        |u| UserCursor {
+            at: match sort {
+                UserSort::CreatedAt => Some(u.created_at),
+                UserSort::LastLoginAt => u.last_login_at,
+            },
+            id: u.id,
+        },
+        |u| AdminUserView::from(u),
+    )))
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::UsersRead>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<AdminUserView>> {
+    Ok(admin_view(&subject(&state, parse_id(&id)?).await?))
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AdminUserPatch>,
+) -> Result<ApiJson<AdminUserView>> {
+    let id = parse_id(&id)?;
+    let profile = ProfilePatch {
+        first_name: body.first_name,
+        last_name: body.last_name,
+        phone_number: body.phone_number,
+        date_of_birth: body.date_of_birth,
+        profile_picture_url: body.profile_picture_url,
+        bio: body.bio,
+    };
+    let mut errors = profile.validate(Utc::now().date_naive());
+    if body.status == Some(UserStatus::Deleted) {
+        errors.push(FieldError::new(
+            "status",
+            "use DELETE /v1/admin/users/{id} to delete a user",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    live_subject(&state, id).await?;
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
+    users::update_profile(&mut *tx, id, &profile).await?;
+    users::set_status_and_verification(&mut *tx, id, body.status, body.is_email_verified).await?;
+    tx.commit().await?;
+    Ok(admin_view(&subject(&state, id).await?))
+}
+
+async fn unlock(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_id(&id)?;
+    let mut tx = state.db.write.begin().await?;
+    if !users::unlock(&mut *tx, id).await? {
+        return Err(Error::NotFound);
+    }
+    audit::record(
+        &mut *tx,
+        &meta.audit(Some(caller.user_id)),
+        &AuditEvent::about_user(AuditAction::AccountUnlocked, Some(id)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let user = subject(&state, parse_id(&id)?).await?;
+    let mut tx = state.db.write.begin().await?;
+    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(user.id));
+    event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
+    audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
+    tx.commit().await?;
+    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn send_password_reset(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let user = live_subject(&state, parse_id(&id)?).await?;
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    one_time_tokens::create_password_reset(
+        &mut *tx,
+        user.id,
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(RESET_TTL_HOURS),
+        meta.ip.map(|ip| ip.to_string()),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(Some(caller.user_id)),
+        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user.id)),
+    )
+    .await?;
+    tx.commit().await?;
+    deliver(&state, reset_mail(&state, &user.email, &token)).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::UsersDelete>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let user = subject(&state, parse_id(&id)?).await?;
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
+    users::soft_delete(&mut *tx, user.id).await?;
+    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    tx.commit().await?;
+    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::UsersDelete>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<AdminUserView>> {
+    let user = subject(&state, parse_id(&id)?).await?;
+    if user.deleted_at.is_none() {
+        return Err(Error::Conflict("The user is not deleted."));
+    }
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
+    if !users::restore(&mut *tx, user.id).await? {
+        return Err(Error::Conflict(
+            "The user was anonymised and can no longer be restored.",
+        ));
+    }
+    tx.commit().await?;
+    Ok(admin_view(&subject(&state, user.id).await?))
+}
+
+async fn assign_role(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Path((id, role_name)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let user = live_subject(&state, parse_id(&id)?).await?;
+    let role = roles::id_by_name(&state.db.write, &role_name)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let mut tx = state.db.write.begin().await?;
+    if roles::assign(&mut *tx, user.id, role, caller.user_id).await? {
+        let mut event = AuditEvent::about_user(AuditAction::RoleAssigned, Some(user.id));
+        event.new_values = Some(json!({"role": role_name}));
+        audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_role(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Path((id, role_name)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let user = subject(&state, parse_id(&id)?).await?;
+    let role = roles::id_by_name(&state.db.write, &role_name)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let mut tx = state.db.write.begin().await?;
+    if roles::unassign(&mut *tx, user.id, role).await? {
+        let mut event = AuditEvent::about_user(AuditAction::RoleRemoved, Some(user.id));
+        event.new_values = Some(json!({"role": role_name}));
+        audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------- roles
+
+async fn list_roles(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::RolesManage>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<ApiJson<Page<Role>>> {
+    let limit = pagination::limit(query.limit)?;
+    let after: Option<String> = pagination::decode(query.cursor.as_deref())?;
+    let rows = roles::list(&state.db.read, after.as_deref(), limit).await?;
+    Ok(ApiJson(pagination::page(
+        rows,
+        limit,
+        |r| r.name.clone(),
+        Role::clone,
+    )))
+}
+
+fn role_event(action: AuditAction, role: &Role) -> AuditEvent<'static> {
+    AuditEvent {
+        action,
+        user_id: None,
+        entity_type: "role",
+        entity_id: Some(role.id),
+        new_values: Some(json!({"name": role.name, "permissions": role.permissions})),
+        severity: "info",
+    }
+}
+
+async fn create_role(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    ApiJson(body): ApiJson<CreateRoleRequest>,
+) -> Result<Response> {
+    check_role(Some(&body.name), Some(&body.permissions))?;
+    let mut tx = state.db.write.begin().await?;
+    let role = roles::create(
+        &mut *tx,
+        &body.name,
+        body.description.as_deref(),
+        &body.permissions,
+    )
+    .await
+    .map_err(role_conflict)?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(Some(caller.user_id)),
+        &role_event(AuditAction::RoleCreated, &role),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, ApiJson(role)).into_response())
+}
+
+async fn update_role(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateRoleRequest>,
+) -> Result<ApiJson<Role>> {
+    let id = parse_id(&id)?;
+    check_role(body.name.as_deref(), body.permissions.as_deref())?;
+    let mut tx = state.db.write.begin().await?;
+    let role = roles::update(
+        &mut *tx,
+        id,
+        body.name.as_deref(),
+        body.description.as_ref().map(|d| d.as_deref()),
+        body.permissions.as_deref(),
+    )
+    .await
+    .map_err(role_conflict)?
+    .ok_or(Error::NotFound)?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(Some(caller.user_id)),
+        &role_event(AuditAction::RoleUpdated, &role),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ApiJson(role))
+}
+
+async fn delete_role(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_id(&id)?;
+    let role = roles::find(&state.db.write, id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if role.name == "admin" {
+        return Err(Error::Conflict(
+            "The built-in admin role cannot be deleted.",
+        ));
+    }
+    let mut tx = state.db.write.begin().await?;
+    roles::delete(&mut *tx, id).await?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(Some(caller.user_id)),
+        &role_event(AuditAction::RoleDeleted, &role),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------ audit, stats
+
+async fn audit_logs(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::AuditRead>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<ApiJson<Page<AuditEntry>>> {
+    let limit = pagination::limit(query.limit)?;
+    let after: Option<AuditCursor> = pagination::decode(query.cursor.as_deref())?;
+    if query
+        .entity_type
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > 50)
+    {
+        return Err(Error::field("entity_type", "must be at most 50 characters"));
+    }
+    let filter = AuditFilter {
+        user_id: query.user_id,
+        performed_by: query.performed_by,
+        action: query.action,
+        entity_type: query.entity_type,
+        entity_id: query.entity_id,
+        from: query.from,
+        to: query.to,
+    };
+    let rows = audit::list(&state.db.read, &filter, after.as_ref(), limit).await?;
+    Ok(ApiJson(pagination::page(
+        rows,
+        limit,
+        |e| AuditCursor {
+            at: e.created_at,
+            id: e.id,
+        },
+        AuditEntry::clone,
+    )))
+}
+
+async fn get_stats(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::StatsRead>,
+) -> Result<ApiJson<Stats>> {
+    Ok(ApiJson(stats::collect(&state.db.read).await?))
+}

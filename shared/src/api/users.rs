@@ -1,0 +1,316 @@
+//! `/v1/users*`: the caller's own account (profile, password, e-mail,
+//! sessions, GDPR export, deletion) and, with `users:read`, other users.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::api::auth::{VERIFICATION_TTL_HOURS, deliver, verification_mail};
+use crate::db::audit::{self, AuditAction, AuditEntry, AuditEvent};
+use crate::db::sessions::Session;
+use crate::db::users::{UserCursor, UserFilter};
+use crate::db::{one_time_tokens, sessions, users};
+use crate::domain::profile::ProfilePatch;
+use crate::domain::user::{AdminUserView, User};
+use crate::domain::{Email, Password, UserStatus, UserView};
+use crate::error::{Error, Result};
+use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
+use crate::security::passwords::Verified;
+use crate::security::{AuthUser, Authorized, opaque, perm, revocation};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users", get(list_users))
+        .route(
+            "/v1/users/me",
+            get(get_me).patch(update_me).delete(delete_me),
+        )
+        .route("/v1/users/me/password", post(change_password))
+        .route("/v1/users/me/email", post(change_email))
+        .route("/v1/users/me/sessions", get(list_sessions))
+        .route("/v1/users/me/sessions/{id}", delete(revoke_session))
+        .route("/v1/users/me/export", get(export))
+        .route("/v1/users/{id}", get(get_user))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEmailRequest {
+    pub new_email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfirmation {
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserListQuery {
+    pub q: Option<String>,
+    pub status: Option<UserStatus>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Everything stored about the caller.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Export {
+    pub user: AdminUserView,
+    pub roles: Vec<String>,
+    pub sessions: Vec<Session>,
+    pub audit_events: Vec<AuditEntry>,
+}
+
+/// The caller's live account (deleted meanwhile: 401, the token is stale).
+pub(crate) async fn me(state: &AppState, auth: &AuthUser) -> Result<User> {
+    users::find_by_id(&state.db.write, auth.user_id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::Unauthorized)
+}
+
+/// Checks the caller's current password (401 `invalid_credentials` if wrong).
+async fn confirm_password(state: &AppState, user: &User, raw: &str) -> Result<()> {
+    let password = Password::candidate(raw).map_err(|_| Error::InvalidCredentials)?;
+    match state
+        .hasher
+        .verify(&password, Some(&user.password_hash))
+        .await?
+    {
+        Verified::No => Err(Error::InvalidCredentials),
+        Verified::Yes | Verified::YesRehash => Ok(()),
+    }
+}
+
+/// A trimmed, non-empty search text of bounded length.
+pub(crate) fn search_text(q: Option<String>) -> Result<Option<String>> {
+    match q.map(|q| q.trim().to_string()).filter(|q| !q.is_empty()) {
+        Some(q) if q.chars().count() > 200 || q.contains('\0') => Err(Error::field(
+            "q",
+            "must be at most 200 characters without NUL",
+        )),
+        other => Ok(other),
+    }
+}
+
+async fn get_me(State(state): State<AppState>, auth: AuthUser) -> Result<ApiJson<UserView>> {
+    Ok(ApiJson(UserView::from(&me(&state, &auth).await?)))
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+    ApiJson(patch): ApiJson<ProfilePatch>,
+) -> Result<ApiJson<UserView>> {
+    let errors = patch.validate(Utc::now().date_naive());
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(None)).await?;
+    if !users::update_profile(&mut *tx, auth.user_id, &patch).await? {
+        return Err(Error::Unauthorized);
+    }
+    tx.commit().await?;
+    Ok(ApiJson(UserView::from(&me(&state, &auth).await?)))
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode> {
+    let user = me(&state, &auth).await?;
+    confirm_password(&state, &user, &body.current_password).await?;
+    let local_part = user.email.split('@').next().unwrap_or_default();
+    let password = Password::parse(&body.new_password, &[&user.username, local_part])
+        .map_err(|m| Error::field("new_password", m))?;
+    let hash = state.hasher.hash(&password).await?;
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(None)).await?;
+    users::set_password(&mut *tx, user.id, &hash).await?;
+    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, Some(auth.session_id)).await?;
+    tx.commit().await?;
+    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change_email(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<ChangeEmailRequest>,
+) -> Result<StatusCode> {
+    let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
+    let user = me(&state, &auth).await?;
+    confirm_password(&state, &user, &body.password).await?;
+    if users::email_taken(&state.db.write, email.as_str(), user.id).await? {
+        return Err(Error::EmailTaken);
+    }
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    one_time_tokens::create_email_verification(
+        &mut *tx,
+        user.id,
+        email.as_str(),
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(None),
+        &AuditEvent::about_user(AuditAction::EmailChangeRequested, Some(user.id)),
+    )
+    .await?;
+    tx.commit().await?;
+    deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn delete_me(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<PasswordConfirmation>,
+) -> Result<StatusCode> {
+    let user = me(&state, &auth).await?;
+    confirm_password(&state, &user, &body.password).await?;
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(None)).await?;
+    users::soft_delete(&mut *tx, user.id).await?;
+    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    tx.commit().await?;
+    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<ApiJson<Page<Session>>> {
+    let limit = pagination::limit(query.limit)?;
+    let after: Option<Uuid> = pagination::decode(query.cursor.as_deref())?;
+    let rows = sessions::list_live(&state.db.read, auth.user_id, after, limit).await?;
+    Ok(ApiJson(pagination::page(
+        rows,
+        limit,
+        |s| s.id,
+        |s| Session {
+            current: s.id == auth.session_id,
+            ..s.clone()
+        },
+    )))
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let mut tx = state.db.write.begin().await?;
+    if !sessions::revoke_own_session(&mut *tx, auth.user_id, id).await? {
+        return Err(Error::NotFound);
+    }
+    let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(auth.user_id));
+    event.new_values = Some(json!({"session_id": id}));
+    audit::record(&mut *tx, &meta.audit(None), &event).await?;
+    tx.commit().await?;
+    revocation::publish(state.cache.as_ref(), &[id], state.keys.ttl()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn export(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+) -> Result<ApiJson<Export>> {
+    let user = me(&state, &auth).await?;
+    audit::record(
+        &state.db.write,
+        &meta.audit(None),
+        &AuditEvent::about_user(AuditAction::DataExported, Some(user.id)),
+    )
+    .await?;
+    let sessions = sessions::list_all(&state.db.write, user.id)
+        .await?
+        .into_iter()
+        .map(|s| Session {
+            current: s.id == auth.session_id,
+            ..s
+        })
+        .collect();
+    let audit_events = audit::about_user(&state.db.write, user.id).await?;
+    Ok(ApiJson(Export {
+        roles: user.roles.clone(),
+        user: AdminUserView::from(&user),
+        sessions,
+        audit_events,
+    }))
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::UsersRead>,
+    ApiQuery(query): ApiQuery<UserListQuery>,
+) -> Result<ApiJson<Page<UserView>>> {
+    let limit = pagination::limit(query.limit)?;
+    let after: Option<UserCursor> = pagination::decode(query.cursor.as_deref())?;
+    let filter = UserFilter {
+        q: search_text(query.q)?,
+        status: query.status,
+        ..UserFilter::default()
+    };
+    let rows = users::list(&state.db.read, &filter, after.as_ref(), limit).await?;
+    Ok(ApiJson(pagination::page(
+        rows,
+        limit,
+        |u| UserCursor {
+            at: Some(u.created_at),
+            id: u.id,
+        },
+        |u| UserView::from(u),
+    )))
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<ApiJson<UserView>> {
+    // An id that is not a UUID names no user: 404 like any other.
+    let id: Uuid = id.parse().map_err(|_| Error::NotFound)?;
+    if id != auth.user_id && !auth.can("users:read") {
+        return Err(Error::NotFound);
+    }
+    let user = users::find_by_id(&state.db.read, id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::NotFound)?;
+    Ok(ApiJson(UserView::from(&user)))
+}

@@ -1,0 +1,161 @@
+//! Roles (named permission sets) and their assignment to users.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A role as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Role {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+struct RoleRow {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    permissions: serde_json::Value,
+    created_at: DateTime<Utc>,
+}
+
+impl From<RoleRow> for Role {
+    fn from(r: RoleRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            permissions: serde_json::from_value(r.permissions).unwrap_or_default(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Roles ordered by name, after `after`, at most `limit + 1`.
+pub async fn list(
+    conn: impl PgExecutor<'_>,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<Role>> {
+    let rows = sqlx::query_as!(
+        RoleRow,
+        "SELECT id, name, description, permissions, created_at FROM roles
+         WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+        after,
+        limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Role::from).collect())
+}
+
+pub async fn find(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Role>> {
+    let row = sqlx::query_as!(
+        RoleRow,
+        "SELECT id, name, description, permissions, created_at FROM roles WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Role::from))
+}
+
+pub async fn create(
+    conn: impl PgExecutor<'_>,
+    name: &str,
+    description: Option<&str>,
+    permissions: &[String],
+) -> sqlx::Result<Role> {
+    let row = sqlx::query_as!(
+        RoleRow,
+        "INSERT INTO roles (id, name, description, permissions) VALUES ($1, $2, $3, $4)
+         RETURNING id, name, description, permissions, created_at",
+        Uuid::now_v7(),
+        name,
+        description,
+        serde_json::json!(permissions)
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+/// Updates the given fields (`description: Some(None)` clears it).
+pub async fn update(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    name: Option<&str>,
+    description: Option<Option<&str>>,
+    permissions: Option<&[String]>,
+) -> sqlx::Result<Option<Role>> {
+    let row = sqlx::query_as!(
+        RoleRow,
+        "UPDATE roles SET name = COALESCE($2, name),
+                          description = CASE WHEN $3 THEN $4 ELSE description END,
+                          permissions = COALESCE($5, permissions)
+         WHERE id = $1 RETURNING id, name, description, permissions, created_at",
+        id,
+        name,
+        description.is_some(),
+        description.flatten(),
+        permissions.map(|p| serde_json::json!(p)),
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Role::from))
+}
+
+pub async fn delete(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    Ok(sqlx::query!("DELETE FROM roles WHERE id = $1", id)
+        .execute(conn)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+pub async fn id_by_name(conn: impl PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!("SELECT id FROM roles WHERE name = $1", name)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Assigns a role; `false` when the user already held it.
+pub async fn assign(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    role_id: Uuid,
+    by: Uuid,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "INSERT INTO user_roles (user_id, role_id, assigned_by) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        user_id,
+        role_id,
+        by
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Removes a role; `false` when the user did not hold it.
+pub async fn unassign(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    role_id: Uuid,
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2",
+        user_id,
+        role_id
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
