@@ -11,7 +11,7 @@ use crate::http::request_id;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One broken field rule, as it appears in `errors[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -171,17 +171,19 @@ impl Error {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem body, as every error answer carries it.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
     #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'static str,
-    status: u16,
-    code: &'static str,
-    detail: String,
-    request_id: String,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable, machine-readable error code.
+    pub code: String,
+    pub detail: String,
+    pub request_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    pub errors: Option<Vec<FieldError>>,
 }
 
 impl IntoResponse for Error {
@@ -195,14 +197,14 @@ impl IntoResponse for Error {
             _ => tracing::debug!(code, "request rejected"),
         }
         let problem = Problem {
-            kind: "about:blank",
-            title,
+            kind: "about:blank".into(),
+            title: title.into(),
             status: status.as_u16(),
-            code,
+            code: code.into(),
             detail: self.detail(),
             request_id: request_id::current().unwrap_or_default(),
             errors: match &self {
-                Self::Validation(errors) => Some(errors),
+                Self::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
         };

@@ -5,6 +5,8 @@ mod admin;
 mod auth;
 mod cleanup;
 mod http;
+mod logs;
+mod openapi;
 mod plans;
 mod schema;
 mod users;

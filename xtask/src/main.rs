@@ -13,18 +13,20 @@ use anyhow::{Context, Result, bail};
 
 use services::{Postgres, ensure_redis};
 
-const USAGE: &str = "usage: cargo xtask <dev | test>
+const USAGE: &str = "usage: cargo xtask <dev | test | openapi>
 
   dev    run the API locally on 127.0.0.1:3000 (BIND_ADDR to change);
          uses DATABASE_URL, or starts a throwaway PostgreSQL under target/
   test   start PostgreSQL and Redis if needed, then fmt --check, clippy,
-         the sqlx offline check and the whole test suite";
+         the sqlx offline check and the whole test suite
+  openapi  regenerate openapi.json from the code";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev(),
         Some("test") => test(&args[1..]),
+        Some("openapi") => openapi(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -183,4 +185,30 @@ fn sqlx_offline_check(postgres: &Postgres) -> Result<()> {
             .env("DATABASE_URL", &url),
         "cargo sqlx prepare --check",
     )
+}
+
+fn openapi() -> Result<()> {
+    let output = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "shared",
+            "--bin",
+            "local",
+            "--",
+            "--print-openapi",
+        ])
+        .env("SQLX_OFFLINE", "true")
+        .output()
+        .context("running the local binary")?;
+    if !output.status.success() {
+        bail!(
+            "generating the document failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::write(root().join("openapi.json"), &output.stdout).context("writing openapi.json")?;
+    eprintln!("==> wrote openapi.json");
+    Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::api::auth::{RESET_TTL_HOURS, deliver, reset_mail};
-use crate::api::users::search_text;
+use crate::api::users::{PageQuery, search_text};
 use crate::db::audit::{self, AuditAction, AuditCursor, AuditEntry, AuditEvent, AuditFilter};
 use crate::db::roles::{self, Role};
 use crate::db::stats::{self, Stats};
@@ -58,7 +58,8 @@ pub fn router() -> Router<AppState> {
 
 // ------------------------------------------------------------------ bodies
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AdminUserQuery {
     pub q: Option<String>,
     pub status: Option<UserStatus>,
@@ -72,7 +73,7 @@ pub struct AdminUserQuery {
 }
 
 /// An admin's change of a user: status, verification and profile fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminUserPatch {
     pub status: Option<UserStatus>,
@@ -99,7 +100,7 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
     pub name: String,
@@ -107,7 +108,7 @@ pub struct CreateRoleRequest {
     pub permissions: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleRequest {
     pub name: Option<String>,
@@ -116,13 +117,8 @@ pub struct UpdateRoleRequest {
     pub permissions: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub user_id: Option<Uuid>,
     pub performed_by: Option<Uuid>,
@@ -218,7 +214,23 @@ fn role_conflict(err: sqlx::Error) -> Error {
 
 // ------------------------------------------------------------------- users
 
-async fn list_users(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users",
+    tag = "admin",
+    summary = "List users (users:read)",
+    params(AdminUserQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Users, admin view", body = crate::http::Page<crate::domain::user::AdminUserView>),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_users(
     State(state): State<AppState>,
     _caller: Authorized<perm::UsersRead>,
     ApiQuery(query): ApiQuery<AdminUserQuery>,
@@ -255,7 +267,23 @@ async fn list_users(
     )))
 }
 
-async fn get_user(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users/{id}",
+    tag = "admin",
+    summary = "Read a user (users:read)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user, also when soft-deleted", body = crate::domain::user::AdminUserView),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_user(
     State(state): State<AppState>,
     _caller: Authorized<perm::UsersRead>,
     Path(id): Path<String>,
@@ -263,7 +291,28 @@ async fn get_user(
     Ok(admin_view(&subject(&state, parse_id(&id)?).await?))
 }
 
-async fn update_user(
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/users/{id}",
+    tag = "admin",
+    summary = "Update a user (users:write)",
+    request_body = AdminUserPatch,
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = crate::domain::user::AdminUserView),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn update_user(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::UsersWrite>,
@@ -298,7 +347,23 @@ async fn update_user(
     Ok(admin_view(&subject(&state, id).await?))
 }
 
-async fn unlock(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/unlock",
+    tag = "admin",
+    summary = "Clear a lockout (users:write)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Unlocked"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn unlock(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::UsersWrite>,
@@ -319,7 +384,23 @@ async fn unlock(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn revoke_sessions(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/revoke-sessions",
+    tag = "admin",
+    summary = "Revoke a user's sessions (users:write)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session revoked"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn revoke_sessions(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::UsersWrite>,
@@ -336,7 +417,23 @@ async fn revoke_sessions(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn send_password_reset(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/password-reset",
+    tag = "admin",
+    summary = "Send a password-reset mail (users:write)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Reset mail sent"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn send_password_reset(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::UsersWrite>,
@@ -364,7 +461,23 @@ async fn send_password_reset(
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn delete_user(
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/users/{id}",
+    tag = "admin",
+    summary = "Soft-delete a user (users:delete)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Soft-deleted"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_user(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::UsersDelete>,
@@ -380,7 +493,24 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn restore(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/restore",
+    tag = "admin",
+    summary = "Restore a soft-deleted user (users:delete)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The restored user", body = crate::domain::user::AdminUserView),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn restore(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::UsersDelete>,
@@ -401,7 +531,23 @@ async fn restore(
     Ok(admin_view(&subject(&state, user.id).await?))
 }
 
-async fn assign_role(
+#[utoipa::path(
+    put,
+    path = "/v1/admin/users/{id}/roles/{role_name}",
+    tag = "admin",
+    summary = "Assign a role (roles:manage)",
+    params(("id" = String, Path, description = "User id (UUID)"), ("role_name" = String, Path, description = "Role name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Assigned (idempotent)"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn assign_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::RolesManage>,
@@ -421,7 +567,23 @@ async fn assign_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn remove_role(
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/users/{id}/roles/{role_name}",
+    tag = "admin",
+    summary = "Remove a role (roles:manage)",
+    params(("id" = String, Path, description = "User id (UUID)"), ("role_name" = String, Path, description = "Role name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed (idempotent)"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn remove_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::RolesManage>,
@@ -443,7 +605,23 @@ async fn remove_role(
 
 // ------------------------------------------------------------------- roles
 
-async fn list_roles(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/roles",
+    tag = "admin",
+    summary = "List roles (roles:manage)",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Roles", body = crate::http::Page<crate::db::roles::Role>),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_roles(
     State(state): State<AppState>,
     _caller: Authorized<perm::RolesManage>,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -470,7 +648,27 @@ fn role_event(action: AuditAction, role: &Role) -> AuditEvent<'static> {
     }
 }
 
-async fn create_role(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/roles",
+    tag = "admin",
+    summary = "Create a role (roles:manage)",
+    request_body = CreateRoleRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new role", body = crate::db::roles::Role),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::RolesManage>,
@@ -496,7 +694,29 @@ async fn create_role(
     Ok((StatusCode::CREATED, ApiJson(role)).into_response())
 }
 
-async fn update_role(
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/roles/{id}",
+    tag = "admin",
+    summary = "Update a role (roles:manage)",
+    request_body = UpdateRoleRequest,
+    params(("id" = String, Path, description = "Role id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated role", body = crate::db::roles::Role),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn update_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::RolesManage>,
@@ -526,7 +746,24 @@ async fn update_role(
     Ok(ApiJson(role))
 }
 
-async fn delete_role(
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/roles/{id}",
+    tag = "admin",
+    summary = "Delete a role (roles:manage)",
+    params(("id" = String, Path, description = "Role id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     Authorized { caller, .. }: Authorized<perm::RolesManage>,
@@ -555,7 +792,23 @@ async fn delete_role(
 
 // ------------------------------------------------------------ audit, stats
 
-async fn audit_logs(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit-logs",
+    tag = "admin",
+    summary = "Query the audit log (audit:read)",
+    params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = crate::http::Page<crate::db::audit::AuditEntry>),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn audit_logs(
     State(state): State<AppState>,
     _caller: Authorized<perm::AuditRead>,
     ApiQuery(query): ApiQuery<AuditQuery>,
@@ -590,7 +843,21 @@ async fn audit_logs(
     )))
 }
 
-async fn get_stats(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats",
+    tag = "admin",
+    summary = "Statistics (stats:read)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Statistics", body = crate::db::stats::Stats),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_stats(
     State(state): State<AppState>,
     _caller: Authorized<perm::StatsRead>,
 ) -> Result<ApiJson<Stats>> {

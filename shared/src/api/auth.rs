@@ -45,7 +45,7 @@ pub fn router() -> Router<AppState> {
 
 // ------------------------------------------------------------------ bodies
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub username: String,
@@ -56,7 +56,7 @@ pub struct RegisterRequest {
     pub gdpr_consent: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub login: String,
@@ -64,14 +64,14 @@ pub struct LoginRequest {
     pub device_fingerprint: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
     pub device_fingerprint: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
     pub refresh_token: String,
@@ -79,27 +79,27 @@ pub struct LogoutRequest {
     pub all_sessions: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotPasswordRequest {
     pub email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
     pub token: String,
     pub new_password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyEmailRequest {
     pub token: String,
 }
 
 /// The answer of login and refresh.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub token_type: String,
@@ -226,7 +226,25 @@ async fn load_user(state: &AppState, id: Uuid) -> Result<User> {
 
 // ---------------------------------------------------------------- handlers
 
-async fn register(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    summary = "Register an account",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The new user; Location names it", body = crate::domain::UserView),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn register(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<RegisterRequest>,
@@ -301,7 +319,27 @@ async fn register(
         .into_response())
 }
 
-async fn login(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    summary = "Log in with e-mail or username",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Access and refresh tokens", body = TokenPair),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 423, description = "Account locked; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn login(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<LoginRequest>,
@@ -390,7 +428,26 @@ async fn login(
     ))
 }
 
-async fn refresh(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/refresh",
+    tag = "auth",
+    summary = "Rotate a refresh token",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A rotated token pair", body = TokenPair),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -470,7 +527,23 @@ async fn refresh(
     Ok(token_pair(&state, access, refresh_token, expires_at, &user))
 }
 
-async fn logout(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "auth",
+    summary = "End the session (or all sessions)",
+    request_body = LogoutRequest,
+    responses(
+        (status = 204, description = "Logged out (idempotent)"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn logout(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<LogoutRequest>,
@@ -498,7 +571,24 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn forgot_password(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/forgot",
+    tag = "auth",
+    summary = "Request a password-reset mail",
+    request_body = ForgotPasswordRequest,
+    responses(
+        (status = 202, description = "Accepted, whether or not the account exists"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn forgot_password(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<ForgotPasswordRequest>,
@@ -555,7 +645,24 @@ pub fn reset_mail(state: &AppState, to: &str, token: &str) -> Mail {
     }
 }
 
-async fn reset_password(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/reset",
+    tag = "auth",
+    summary = "Set a new password with a reset token",
+    request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "Password set; every session revoked"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn reset_password(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<ResetPasswordRequest>,
@@ -593,7 +700,25 @@ async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn verify_email(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/email/verify",
+    tag = "auth",
+    summary = "Verify an e-mail address",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "The verified user", body = crate::domain::UserView),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn verify_email(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<VerifyEmailRequest>,
@@ -613,7 +738,22 @@ async fn verify_email(
     Ok(ApiJson(UserView::from(&user)))
 }
 
-async fn resend_verification(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/email/resend",
+    tag = "auth",
+    summary = "Resend the verification mail",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A new verification mail is on its way"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn resend_verification(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -644,11 +784,33 @@ async fn resend_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn jwks(State(state): State<AppState>) -> ApiJson<Value> {
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    summary = "Public signing keys",
+    responses(
+        (status = 200, description = "JSON Web Key Set", body = Object),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn jwks(State(state): State<AppState>) -> ApiJson<Value> {
     ApiJson(state.keys.jwks().clone())
 }
 
-async fn openid_configuration(State(state): State<AppState>) -> ApiJson<Value> {
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "auth",
+    summary = "Issuer and JWKS location",
+    responses(
+        (status = 200, description = "OpenID discovery document", body = Object),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn openid_configuration(State(state): State<AppState>) -> ApiJson<Value> {
     let issuer = state.keys.issuer().trim_end_matches('/');
     ApiJson(json!({
         "issuer": issuer,

@@ -14,14 +14,25 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/health", get(health))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     pub database: &'static str,
     pub cache: &'static str,
 }
 
-async fn health(State(state): State<AppState>) -> Result<ApiJson<Health>> {
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "auth",
+    summary = "Health of the API and its dependencies",
+    responses(
+        (status = 200, description = "Database reachable", body = Health),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> Result<ApiJson<Health>> {
     let (database, cache) = tokio::join!(state.db.ping(), async {
         match &state.cache {
             None => "disabled",

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod openapi;
 pub mod users;
 
 use axum::Router;
@@ -41,6 +42,14 @@ pub fn app(state: AppState) -> Router {
     let all = auth::router()
         .merge(health::router())
         .merge(users::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .route("/v1/openapi.json", axum::routing::get(openapi_document));
     finish(all, state)
+}
+
+async fn openapi_document() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::json(),
+    )
 }

@@ -39,33 +39,35 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{id}", get(get_user))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEmailRequest {
     pub new_email: String,
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfirmation {
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     pub q: Option<String>,
     pub status: Option<UserStatus>,
@@ -74,7 +76,7 @@ pub struct UserListQuery {
 }
 
 /// Everything stored about the caller.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Export {
     pub user: AdminUserView,
     pub roles: Vec<String>,
@@ -114,11 +116,47 @@ pub(crate) fn search_text(q: Option<String>) -> Result<Option<String>> {
     }
 }
 
-async fn get_me(State(state): State<AppState>, auth: AuthUser) -> Result<ApiJson<UserView>> {
+#[utoipa::path(
+    get,
+    path = "/v1/users/me",
+    tag = "users",
+    summary = "Read my profile",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = crate::domain::UserView),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<ApiJson<UserView>> {
     Ok(ApiJson(UserView::from(&me(&state, &auth).await?)))
 }
 
-async fn update_me(
+#[utoipa::path(
+    patch,
+    path = "/v1/users/me",
+    tag = "users",
+    summary = "Update my profile (null clears a field)",
+    request_body = crate::domain::profile::ProfilePatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated caller", body = crate::domain::UserView),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn update_me(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -137,7 +175,26 @@ async fn update_me(
     Ok(ApiJson(UserView::from(&me(&state, &auth).await?)))
 }
 
-async fn change_password(
+#[utoipa::path(
+    post,
+    path = "/v1/users/me/password",
+    tag = "users",
+    summary = "Change my password",
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; other sessions revoked"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn change_password(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -158,7 +215,27 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn change_email(
+#[utoipa::path(
+    post,
+    path = "/v1/users/me/email",
+    tag = "users",
+    summary = "Change my e-mail address",
+    request_body = ChangeEmailRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Verification mail sent to the new address"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn change_email(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -191,7 +268,26 @@ async fn change_email(
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn delete_me(
+#[utoipa::path(
+    delete,
+    path = "/v1/users/me",
+    tag = "users",
+    summary = "Delete my account",
+    request_body = PasswordConfirmation,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted; every session revoked"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_me(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -208,7 +304,23 @@ async fn delete_me(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_sessions(
+#[utoipa::path(
+    get,
+    path = "/v1/users/me/sessions",
+    tag = "users",
+    summary = "List my sessions",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "My live sessions", body = crate::http::Page<crate::db::sessions::Session>),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_sessions(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -227,7 +339,23 @@ async fn list_sessions(
     )))
 }
 
-async fn revoke_session(
+#[utoipa::path(
+    delete,
+    path = "/v1/users/me/sessions/{id}",
+    tag = "users",
+    summary = "Revoke one of my sessions",
+    params(("id" = uuid::Uuid, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Session revoked"),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -245,7 +373,21 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn export(
+#[utoipa::path(
+    get,
+    path = "/v1/users/me/export",
+    tag = "users",
+    summary = "Export my data (GDPR)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Everything stored about me", body = Export),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn export(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
@@ -274,7 +416,23 @@ async fn export(
     }))
 }
 
-async fn list_users(
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "users",
+    summary = "List users (users:read)",
+    params(UserListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Users", body = crate::http::Page<crate::domain::UserView>),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_users(
     State(state): State<AppState>,
     _caller: Authorized<perm::UsersRead>,
     ApiQuery(query): ApiQuery<UserListQuery>,
@@ -298,7 +456,23 @@ async fn list_users(
     )))
 }
 
-async fn get_user(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    summary = "Read a user (self or users:read)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = crate::domain::UserView),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_user(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,

@@ -2,6 +2,10 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    if std::env::args().any(|a| a == "--print-openapi") {
+        println!("{}", shared::api::openapi::json());
+        return std::process::ExitCode::SUCCESS;
+    }
     match shared::local::run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

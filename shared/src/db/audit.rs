@@ -36,7 +36,17 @@ pub async fn set_context(conn: impl PgExecutor<'_>, ctx: &AuditContext) -> sqlx:
 }
 
 /// The `audit_action` enum of the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    sqlx::Type,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[sqlx(type_name = "audit_action", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
@@ -121,7 +131,7 @@ pub async fn record(
 }
 
 /// An audit row as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub user_id: Option<Uuid>,

@@ -140,7 +140,7 @@ pub async fn is_live(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx::Resul
 }
 
 /// A session as its user sees it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Session {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,

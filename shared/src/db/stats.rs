@@ -6,20 +6,20 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableSize {
     pub name: String,
     pub bytes: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatabaseHealth {
     pub connections: i64,
     pub cache_hit_ratio: f64,
     pub largest_tables: Vec<TableSize>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stats {
     pub users_by_status: BTreeMap<String, i64>,
     pub signups_24h: i64,

@@ -330,7 +330,7 @@ pub struct UserFilter {
 }
 
 /// The orders of the user lists, each newest first, ties broken by id.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UserSort {
     #[default]

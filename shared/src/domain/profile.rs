@@ -93,7 +93,7 @@ mod tests {
 }
 
 /// A partial update of the profile: an absent field is kept, `null` clears it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     #[serde(default, deserialize_with = "present")]

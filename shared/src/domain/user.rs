@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The `user_status` enum of the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "user_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum UserStatus {
@@ -57,7 +59,7 @@ pub struct User {
 }
 
 /// The user as the user themself (or a `users:read` caller) sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub username: String,
@@ -101,7 +103,7 @@ impl From<&User> for UserView {
 }
 
 /// The admin view: the user view plus account-security and compliance fields.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AdminUserView {
     #[serde(flatten)]
     pub user: UserView,

@@ -1,0 +1,83 @@
+//! The OpenAPI document: committed, served, and in step with the routers.
+
+use axum::http::Method;
+use serde_json::Value;
+use shared::db::MIGRATOR;
+use sqlx::PgPool;
+use tests::TestApp;
+
+fn committed() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json");
+    let text = std::fs::read_to_string(path).expect("openapi.json is committed at the root");
+    serde_json::from_str(&text).expect("openapi.json is JSON")
+}
+
+#[test]
+fn the_committed_document_matches_the_code() {
+    let generated: Value = serde_json::from_str(&shared::api::openapi::json()).unwrap();
+    assert!(
+        generated == committed(),
+        "openapi.json is stale: run `cargo xtask openapi` and commit it"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_local_server_serves_the_document(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let response = app.get("/v1/openapi.json").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, committed());
+    assert_eq!(response.body["openapi"], "3.1.0");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_documented_operation_is_routed_and_no_other_method_is(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let doc = committed();
+    let all = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{role_name}", "admin");
+        for method in &all {
+            let documented = item.get(method.as_str().to_lowercase()).is_some();
+            let response = app.call(method.clone(), &concrete, None, None).await;
+            if documented {
+                operations += 1;
+                assert_ne!(
+                    response.code(),
+                    Some("not_found"),
+                    "{method} {path} is documented but not routed"
+                );
+                assert_ne!(
+                    response.status, 405,
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                assert_eq!(
+                    response.status, 405,
+                    "{method} {path} is routed but not documented"
+                );
+            }
+        }
+        // Every operation documents its error answers as problem+json.
+        for (_, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("503"), "{path}");
+            assert!(
+                responses["503"]["content"]
+                    .get("application/problem+json")
+                    .is_some(),
+                "{path}"
+            );
+        }
+    }
+    assert_eq!(operations, 37, "the contract's operations");
+}
