@@ -1,6 +1,8 @@
 //! Test helpers: `TestApp` drives the real routers against a fresh database
 //! per test (`#[sqlx::test]`), with typed calls and problem+json assertions.
 
+pub mod emulator;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};

@@ -1,28 +1,43 @@
-//! Lambda entry points: initialise once per container, then serve every
-//! invocation with the same state.
+//! Lambda entry points: initialise once per container (configuration,
+//! logging, pools, keys, clients), then serve every invocation with the same
+//! state. A failed initialisation is reported to the Runtime API's
+//! `/init/error` with a message naming what is missing, and the process exits.
 
 use axum::Router;
+use http_body_util::Full;
+use lambda_runtime_api_client::PooledClient;
+use lambda_runtime_api_client::body::Body;
 
 use crate::config::Config;
 use crate::state::AppState;
 use crate::telemetry;
 
-/// Runs an HTTP function: configuration, logging and pools are built before
-/// the first invocation; `router` turns them into the function's router.
+/// Runs an HTTP function: `router` turns the state into the function's router.
 pub async fn serve_http(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    let state = match init_state() {
+        Ok(state) => state,
+        Err(err) => return Err(report_init_error(err).await),
+    };
+    lambda_http::run(router(state)).await
+}
+
+fn init_state() -> anyhow::Result<AppState> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let state = AppState::from_config(config)?;
-    lambda_http::run(router(state)).await
+    AppState::from_config(config)
 }
 
 /// Runs the cleanup function: the pool is built once; each invocation (the
 /// EventBridge schedule, or `{"dry_run": true}` by hand) runs the job.
 pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
     use crate::jobs::cleanup::{self, CleanupInput, CleanupReport};
-    let config = Config::from_env()?;
-    telemetry::init(config.log_format);
-    let db = crate::db::Db::connect_lazy(&config)?;
+    let db = match Config::from_env().and_then(|config| {
+        telemetry::init(config.log_format);
+        crate::db::Db::connect_lazy(&config)
+    }) {
+        Ok(db) => db,
+        Err(err) => return Err(report_init_error(err.into()).await),
+    };
     let pool = &db.write;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<CleanupInput>| async move {
@@ -32,4 +47,33 @@ pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+}
+
+/// Posts `err` to `/runtime/init/error` (when running under a Runtime API)
+/// and returns it for `main` to exit with.
+async fn report_init_error(err: anyhow::Error) -> lambda_runtime::Error {
+    let message = format!("{err:#}");
+    tracing::error!(error = %message, "initialisation failed");
+    eprintln!("initialisation failed: {message}");
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        let body = serde_json::json!({
+            "errorType": "Runtime.InitError",
+            "errorMessage": message,
+        });
+        let request = lambda_runtime_api_client::build_request()
+            .method("POST")
+            .uri("/2018-06-01/runtime/init/error")
+            .header("Lambda-Runtime-Function-Error-Type", "Runtime.InitError")
+            .header("Content-Type", "application/json")
+            .body(Body::new(Full::from(body.to_string())));
+        match request {
+            Ok(request) => {
+                if let Err(e) = PooledClient::builder().build().call(request).await {
+                    eprintln!("could not report the init error: {e}");
+                }
+            }
+            Err(e) => eprintln!("could not build the init error report: {e}"),
+        }
+    }
+    err.into()
 }

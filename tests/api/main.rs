@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod cleanup;
 mod http;
+mod lambda;
 mod logs;
 mod openapi;
 mod plans;

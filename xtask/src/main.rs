@@ -125,6 +125,27 @@ fn test(extra: &[String]) -> Result<()> {
             "installing cargo-nextest",
         )?;
     }
+    // The emulator tests run the ordinary release binaries of the functions.
+    run(
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "auth",
+                "-p",
+                "users",
+                "-p",
+                "admin",
+                "-p",
+                "cleanup",
+            ])
+            .env("SQLX_OFFLINE", "true"),
+        "building the function binaries (release)",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
     let mut nextest = cargo();
     nextest
         .args([
@@ -138,7 +159,8 @@ fn test(extra: &[String]) -> Result<()> {
         .env("SQLX_OFFLINE", "true")
         .env("DATABASE_URL", &database_url)
         .env("REDIS_URL", &redis_url)
-        .env("TEST_REDIS_URL", &redis_url);
+        .env("TEST_REDIS_URL", &redis_url)
+        .env("LAMBDA_BIN_DIR", target.join("release"));
     run(&mut nextest, "cargo nextest run (the whole suite)")
 }
 

@@ -1,0 +1,219 @@
+//! The compiled function binaries under the Runtime API emulator, driven by
+//! API Gateway v2 events and an EventBridge Scheduled Event, sharing one
+//! database and one signing key, as they would in AWS.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::db::MIGRATOR;
+use sqlx::PgPool;
+use tests::emulator::{Function, apigw_event};
+use tests::{STRONG_PASSWORD, test_key_pem};
+
+fn database_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("postgres")
+    )
+}
+
+fn env(pool: &PgPool) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url(pool)),
+        ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+        ("ARGON2_MEMORY_KIB", "1024".into()),
+        ("ARGON2_ITERATIONS", "1".into()),
+        (
+            "MAIL_OUTBOX_DIR",
+            std::env::temp_dir()
+                .join("um-lambda-outbox")
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    ]
+}
+
+fn body(response: &Value) -> Value {
+    response["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn register_login_and_me_through_three_binaries(pool: PgPool) {
+    let env = env(&pool);
+    let auth = Function::start("auth", &env).await;
+    let users = Function::start("users", &env).await;
+
+    let register = apigw_event(
+        "POST",
+        "/v1/auth/register",
+        Some(
+            json!({"username": "alice", "email": "alice@example.com", "password": STRONG_PASSWORD}),
+        ),
+        None,
+    );
+    let request_id = register["requestContext"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = auth.invoke(register).await.expect("register answered");
+    let cold_start = auth.started.elapsed();
+    assert_eq!(created["statusCode"], 201, "{created}");
+    assert_eq!(
+        created["headers"]["x-request-id"],
+        request_id.as_str(),
+        "API Gateway's id is used"
+    );
+    assert_eq!(created["headers"]["cache-control"], "no-store");
+
+    let login = auth
+        .invoke(apigw_event(
+            "POST",
+            "/v1/auth/login",
+            Some(json!({"login": "alice", "password": STRONG_PASSWORD})),
+            None,
+        ))
+        .await
+        .expect("login answered");
+    assert_eq!(login["statusCode"], 200, "{login}");
+    let token = body(&login)["access_token"].as_str().unwrap().to_string();
+
+    let me = users
+        .invoke(apigw_event("GET", "/v1/users/me", None, Some(&token)))
+        .await
+        .expect("me answered");
+    assert_eq!(me["statusCode"], 200, "{me}");
+    assert_eq!(body(&me)["username"], "alice");
+
+    // The users function serves only its own routes.
+    let foreign = users
+        .invoke(apigw_event("GET", "/v1/health", None, None))
+        .await
+        .expect("answered");
+    assert_eq!(foreign["statusCode"], 404);
+
+    // The audit row carries API Gateway's request id and source IP.
+    let (rid, ip): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT request_id, host(ip_address) FROM audit_logs WHERE action = 'user_registered'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rid.as_deref(), Some(request_id.as_str()));
+    assert_eq!(ip.as_deref(), Some("203.0.113.7"));
+
+    let admin = Function::start("admin", &env).await;
+    let denied = admin
+        .invoke(apigw_event("GET", "/v1/admin/stats", None, Some(&token)))
+        .await
+        .expect("answered");
+    assert_eq!(denied["statusCode"], 403);
+    println!(
+        "auth cold start to first response: {:.1} ms",
+        cold_start.as_secs_f64() * 1000.0
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn cleanup_runs_on_the_schedule_and_twice_changes_nothing(pool: PgPool) {
+    sqlx::query(
+        "INSERT INTO rate_limits (identifier, endpoint, window_start, window_end)
+         VALUES ('ip', 'login', now() - interval '3 hours', now() - interval '2 hours')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let cleanup = Function::start("cleanup", &env(&pool)).await;
+    let scheduled = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-28T02:00:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/nightly-cleanup"], "detail": {}
+    });
+    let dry = cleanup
+        .invoke(json!({"dry_run": true}))
+        .await
+        .expect("dry run answered");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["deleted_rate_limits"], 1);
+    let first = cleanup
+        .invoke(scheduled.clone())
+        .await
+        .expect("first run answered");
+    assert_eq!(first["dry_run"], false);
+    assert_eq!(first["deleted_rate_limits"], 1);
+    let second = cleanup
+        .invoke(scheduled)
+        .await
+        .expect("second run answered");
+    for key in [
+        "deleted_refresh_tokens",
+        "deleted_password_reset_tokens",
+        "deleted_email_verification_tokens",
+        "deleted_rate_limits",
+        "anonymized_users",
+        "retention_expired_users",
+        "partitions_created",
+        "partitions_dropped",
+    ] {
+        assert_eq!(second[key], 0, "{key} on the second run: {second}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_setting_is_reported_as_an_init_error() {
+    let function = Function::start(
+        "auth",
+        &[("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string())],
+    )
+    .await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(20))
+        .await
+        .expect("an init error is reported");
+    assert_eq!(report["errorType"], "Runtime.InitError");
+    assert!(
+        report["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("DATABASE_URL"),
+        "{report}"
+    );
+    let (code, stderr) = function.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(1));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_bad_signing_key_is_reported_as_an_init_error() {
+    let function = Function::start(
+        "users",
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            ),
+            (
+                "JWT_PRIVATE_KEY_PEM",
+                "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----".into(),
+            ),
+        ],
+    )
+    .await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(20))
+        .await
+        .expect("reported");
+    assert!(
+        report["errorMessage"].as_str().unwrap().contains("JWT"),
+        "{report}"
+    );
+}
