@@ -10,4 +10,5 @@ mod logs;
 mod openapi;
 mod plans;
 mod schema;
+mod template;
 mod users;

@@ -6,6 +6,7 @@
 //!   sqlx offline check and the whole suite.
 
 mod services;
+mod template;
 
 use std::process::{Command, ExitCode};
 
@@ -13,13 +14,14 @@ use anyhow::{Context, Result, bail};
 
 use services::{Postgres, ensure_redis};
 
-const USAGE: &str = "usage: cargo xtask <dev | test | openapi>
+const USAGE: &str = "usage: cargo xtask <dev | test | openapi | template>
 
   dev    run the API locally on 127.0.0.1:3000 (BIND_ADDR to change);
          uses DATABASE_URL, or starts a throwaway PostgreSQL under target/
   test   start PostgreSQL and Redis if needed, then fmt --check, clippy,
          the sqlx offline check and the whole test suite
-  openapi  regenerate openapi.json from the code";
+  openapi  regenerate openapi.json from the code
+  template regenerate template.yaml's routes from openapi.json";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("dev") => dev(),
         Some("test") => test(&args[1..]),
         Some("openapi") => openapi(),
+        Some("template") => template::generate(&root()),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -113,6 +116,7 @@ fn test(extra: &[String]) -> Result<()> {
         "cargo clippy -D warnings",
     )?;
     sqlx_offline_check(&postgres)?;
+    lint_template()?;
 
     if Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["nextest", "--version"])
@@ -233,4 +237,42 @@ fn openapi() -> Result<()> {
     std::fs::write(root().join("openapi.json"), &output.stdout).context("writing openapi.json")?;
     eprintln!("==> wrote openapi.json");
     Ok(())
+}
+
+/// `cfn-lint` and `sam validate --lint` on template.yaml (installed from PyPI if missing).
+fn lint_template() -> Result<()> {
+    let have = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !have("cfn-lint") || !have("sam") {
+        run(
+            Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "cfn-lint",
+                "aws-sam-cli",
+            ]),
+            "installing cfn-lint and aws-sam-cli (PyPI)",
+        )?;
+    }
+    run(
+        Command::new("cfn-lint")
+            .arg("template.yaml")
+            .current_dir(root()),
+        "cfn-lint template.yaml",
+    )?;
+    run(
+        Command::new("sam")
+            .args(["validate", "--lint", "--template-file", "template.yaml"])
+            .current_dir(root())
+            .env("SAM_CLI_TELEMETRY", "0")
+            .env("AWS_DEFAULT_REGION", "eu-west-1"),
+        "sam validate --lint",
+    )
 }
