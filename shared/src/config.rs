@@ -49,6 +49,16 @@ pub struct Argon2Params {
 pub struct Config {
     pub database_url: Option<SecretString>,
     pub database_read_url: Option<SecretString>,
+    /// In AWS: credentials secret (RDS JSON) and the proxy endpoints.
+    pub db_secret_arn: Option<String>,
+    pub db_host: Option<String>,
+    pub db_read_host: Option<String>,
+    pub db_port: Option<u16>,
+    pub db_name: Option<String>,
+    /// `sslmode` of URLs built from `DB_SECRET_ARN` (default `require`).
+    pub db_sslmode: String,
+    pub jwt_secret_arn: Option<String>,
+    pub elasticache_replication_group_id: Option<String>,
     pub db_max_connections: u32,
     pub db_connect_timeout: Duration,
     pub db_statement_timeout: Duration,
@@ -138,9 +148,36 @@ impl Config {
             }
         };
 
+        let db_port = match get("DB_PORT") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse().map_err(|e: std::num::ParseIntError| {
+                ConfigError::Invalid {
+                    name: "DB_PORT",
+                    why: e.to_string(),
+                }
+            })?),
+        };
+        let db_sslmode = get("DB_SSLMODE").unwrap_or_else(|| "require".into());
+        if !["require", "verify-ca", "verify-full", "prefer", "disable"]
+            .contains(&db_sslmode.as_str())
+        {
+            return Err(ConfigError::Invalid {
+                name: "DB_SSLMODE",
+                why: format!("unknown sslmode `{db_sslmode}`"),
+            });
+        }
+
         Ok(Self {
             database_url,
             database_read_url,
+            db_secret_arn: get("DB_SECRET_ARN"),
+            db_host: get("DB_HOST"),
+            db_read_host: get("DB_READ_HOST"),
+            db_port,
+            db_name: get("DB_NAME"),
+            db_sslmode,
+            jwt_secret_arn: get("JWT_SECRET_ARN"),
+            elasticache_replication_group_id: get("ELASTICACHE_REPLICATION_GROUP_ID"),
             db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", if in_lambda { 2 } else { 20 })?,
             db_connect_timeout: Duration::from_secs(parse(&get, "DB_CONNECT_TIMEOUT_SECONDS", 3)?),
             db_statement_timeout: Duration::from_millis(parse(
@@ -201,7 +238,7 @@ where
 }
 
 /// Splits a string holding one or more PEM private keys into single keys.
-fn split_pem_keys(pem: &str) -> Vec<String> {
+pub(crate) fn split_pem_keys(pem: &str) -> Vec<String> {
     let pem = pem.replace("\\n", "\n");
     let mut keys = Vec::new();
     let mut current = String::new();

@@ -14,29 +14,36 @@ use crate::telemetry;
 
 /// Runs an HTTP function: `router` turns the state into the function's router.
 pub async fn serve_http(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
-    let state = match init_state() {
+    let state = match init_state().await {
         Ok(state) => state,
         Err(err) => return Err(report_init_error(err).await),
     };
     lambda_http::run(router(state)).await
 }
 
-fn init_state() -> anyhow::Result<AppState> {
+async fn init_state() -> anyhow::Result<AppState> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    AppState::from_config(config)
+    AppState::from_config_in_aws(config).await
+}
+
+async fn init_db() -> anyhow::Result<crate::db::Db> {
+    let mut config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    if crate::aws::needed(&config) {
+        let sdk = crate::aws::sdk_config().await;
+        crate::aws::resolve(&mut config, &sdk).await?;
+    }
+    Ok(crate::db::Db::connect_lazy(&config)?)
 }
 
 /// Runs the cleanup function: the pool is built once; each invocation (the
 /// EventBridge schedule, or `{"dry_run": true}` by hand) runs the job.
 pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
     use crate::jobs::cleanup::{self, CleanupInput, CleanupReport};
-    let db = match Config::from_env().and_then(|config| {
-        telemetry::init(config.log_format);
-        crate::db::Db::connect_lazy(&config)
-    }) {
+    let db = match init_db().await {
         Ok(db) => db,
-        Err(err) => return Err(report_init_error(err.into()).await),
+        Err(err) => return Err(report_init_error(err).await),
     };
     let pool = &db.write;
     lambda_runtime::run(lambda_runtime::service_fn(

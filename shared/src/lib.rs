@@ -2,6 +2,7 @@
 //! the PostgreSQL data layer, domain types, security and the HTTP routers.
 
 pub mod api;
+pub mod aws;
 pub mod cache;
 pub mod config;
 pub mod db;

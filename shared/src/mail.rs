@@ -1,9 +1,11 @@
 //! Outgoing mail. The `outbox` transport writes each message as one JSON file
-//! `{"to", "subject", "text"}` (local use and tests); SES arrives with the
-//! AWS integration.
+//! `{"to", "subject", "text"}` (local use and tests); `ses` sends through
+//! Amazon SES v2.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use serde::Serialize;
 
 use crate::config::MailTransport;
@@ -20,14 +22,26 @@ pub struct Mail {
 #[derive(Debug, Clone)]
 pub enum Mailer {
     Outbox(PathBuf),
+    Ses {
+        client: aws_sdk_sesv2::Client,
+        from: String,
+    },
 }
 
 impl Mailer {
-    pub fn from_config(transport: &MailTransport) -> anyhow::Result<Self> {
+    pub fn new(
+        transport: &MailTransport,
+        from: &str,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> anyhow::Result<Self> {
         match transport {
             MailTransport::Outbox(dir) => Ok(Self::Outbox(dir.clone())),
             MailTransport::Ses => {
-                anyhow::bail!("MAIL_TRANSPORT=ses is not available in this build; use outbox")
+                let sdk = sdk.context("MAIL_TRANSPORT=ses needs the AWS configuration")?;
+                Ok(Self::Ses {
+                    client: aws_sdk_sesv2::Client::new(sdk),
+                    from: from.to_string(),
+                })
             }
         }
     }
@@ -46,6 +60,30 @@ impl Mailer {
                 let tmp = dir.join(format!(".{name}.tmp"));
                 tokio::fs::write(&tmp, serde_json::to_vec_pretty(mail)?).await?;
                 tokio::fs::rename(&tmp, dir.join(name)).await?;
+                Ok(())
+            }
+            Self::Ses { client, from } => {
+                let text = |data: &str| {
+                    Content::builder()
+                        .data(data)
+                        .charset("UTF-8")
+                        .build()
+                        .context("building mail content")
+                };
+                let message = Message::builder()
+                    .subject(text(&mail.subject)?)
+                    .body(Body::builder().text(text(&mail.text)?).build())
+                    .build();
+                client
+                    .send_email()
+                    .from_email_address(from)
+                    .destination(Destination::builder().to_addresses(&mail.to).build())
+                    .content(EmailContent::builder().simple(message).build())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("SES: {}", aws_sdk_sesv2::error::DisplayErrorContext(e))
+                    })?;
                 Ok(())
             }
         }

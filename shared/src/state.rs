@@ -27,8 +27,26 @@ impl AppState {
         Self::with_db(config, db)
     }
 
+    /// Builds the state as a Lambda function does: settings named by
+    /// reference (secrets, ElastiCache) are resolved through AWS first.
+    pub async fn from_config_in_aws(mut config: Config) -> anyhow::Result<Self> {
+        let sdk = if crate::aws::needed(&config) {
+            let sdk = crate::aws::sdk_config().await;
+            crate::aws::resolve(&mut config, &sdk).await?;
+            Some(sdk)
+        } else {
+            None
+        };
+        let db = Db::connect_lazy(&config)?;
+        Self::build(config, db, sdk.as_ref())
+    }
+
     /// Builds the state around existing pools (tests, tools).
     pub fn with_db(config: Config, db: Db) -> anyhow::Result<Self> {
+        Self::build(config, db, None)
+    }
+
+    fn build(config: Config, db: Db, sdk: Option<&aws_config::SdkConfig>) -> anyhow::Result<Self> {
         let cache = config.redis_url.as_ref().map(Cache::new).transpose()?;
         let keys = JwtKeys::new(
             &config.jwt_private_keys_pem,
@@ -37,7 +55,7 @@ impl AppState {
             config.access_token_ttl,
         )?;
         let hasher = PasswordHasher::new(config.argon2)?;
-        let mailer = Mailer::from_config(&config.mail_transport)?;
+        let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
         Ok(Self {
             config: Arc::new(config),
             db,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod aws;
 mod cleanup;
 mod http;
 mod lambda;

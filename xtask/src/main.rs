@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use services::{Postgres, ensure_redis};
+use services::{Postgres, ensure_moto, ensure_redis};
 
 const USAGE: &str = "usage: cargo xtask <dev | test | openapi | template>
 
@@ -97,6 +97,7 @@ fn test(extra: &[String]) -> Result<()> {
     let postgres = Postgres::ensure_running()?;
     let database_url = postgres.url("postgres");
     let redis_url = ensure_redis()?;
+    let moto_url = ensure_moto()?;
 
     run(
         cargo().args(["fmt", "--all", "--check"]),
@@ -164,7 +165,8 @@ fn test(extra: &[String]) -> Result<()> {
         .env("DATABASE_URL", &database_url)
         .env("REDIS_URL", &redis_url)
         .env("TEST_REDIS_URL", &redis_url)
-        .env("LAMBDA_BIN_DIR", target.join("release"));
+        .env("LAMBDA_BIN_DIR", target.join("release"))
+        .env("MOTO_URL", &moto_url);
     run(&mut nextest, "cargo nextest run (the whole suite)")
 }
 

@@ -289,3 +289,34 @@ fn ensure_user(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// moto (the local AWS API) on 127.0.0.1:5000, installed from PyPI and
+/// started if need be; its URL.
+pub fn ensure_moto() -> Result<String> {
+    let url = "http://127.0.0.1:5000".to_string();
+    if reachable(5000) {
+        return Ok(url);
+    }
+    if which("moto_server").is_none() {
+        eprintln!("==> installing moto[server] (PyPI)");
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+            .status()
+            .context("running pip")?;
+        if !status.success() {
+            bail!("pip install moto[server] failed");
+        }
+    }
+    eprintln!("==> starting moto on 127.0.0.1:5000");
+    let log = std::fs::File::create(std::env::temp_dir().join("moto.log"))?;
+    Command::new(which("moto_server").context("moto_server not on PATH after installing")?)
+        .args(["-H", "127.0.0.1", "-p", "5000"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting moto_server")?;
+    if !wait_reachable(5000, Duration::from_secs(30)) {
+        bail!("moto did not start on 127.0.0.1:5000");
+    }
+    Ok(url)
+}

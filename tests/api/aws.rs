@@ -1,0 +1,249 @@
+//! AWS integration against moto (a local AWS API): database credentials and
+//! signing keys from Secrets Manager, ElastiCache discovery, SES mail, and
+//! clear init errors for missing or malformed secrets.
+
+use std::time::Duration;
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_secretsmanager::config::Credentials;
+use serde_json::{Value, json};
+use shared::db::MIGRATOR;
+use sqlx::PgPool;
+use tests::emulator::{Function, apigw_event};
+use tests::{STRONG_PASSWORD, test_key_pem};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn moto_url() -> String {
+    std::env::var("MOTO_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into())
+}
+
+async fn sdk() -> SdkConfig {
+    shared::aws::sdk_loader()
+        .endpoint_url(moto_url())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// The environment a function gets in AWS, pointed at moto.
+fn aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto_url()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("ARGON2_MEMORY_KIB", "1024".into()),
+        ("ARGON2_ITERATIONS", "1".into()),
+    ]
+}
+
+async fn create_secret(sdk: &SdkConfig, value: &str) -> String {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .create_secret()
+        .name(format!("test/{}", uuid::Uuid::new_v4()))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("creating a secret in moto");
+    out.arn().expect("an ARN").to_string()
+}
+
+/// GET on moto's own API (plain HTTP/1.0 on loopback).
+async fn moto_get(path: &str) -> Value {
+    let host = moto_url().trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("moto reachable");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn body(response: &Value) -> Value {
+    response["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn credentials_and_keys_come_from_secrets_manager_and_mail_goes_through_ses(pool: PgPool) {
+    let sdk = sdk().await;
+    let options = pool.connect_options();
+    let db_secret = create_secret(
+        &sdk,
+        &json!({"username": options.get_username(), "password": "unused-with-trust-auth",
+                "engine": "postgres", "host": "proxy.invalid", "port": 5432})
+        .to_string(),
+    )
+    .await;
+    let jwt_secret = create_secret(&sdk, test_key_pem()).await;
+    let sender = format!("no-reply-{}@example.com", uuid::Uuid::new_v4().simple());
+    aws_sdk_sesv2::Client::new(&sdk)
+        .create_email_identity()
+        .email_identity(&sender)
+        .send()
+        .await
+        .expect("verifying the sender in moto");
+
+    let mut env = aws_env();
+    env.extend([
+        ("DB_SECRET_ARN", db_secret),
+        ("DB_HOST", options.get_host().to_string()),
+        ("DB_PORT", options.get_port().to_string()),
+        (
+            "DB_NAME",
+            options.get_database().unwrap_or("postgres").to_string(),
+        ),
+        ("JWT_SECRET_ARN", jwt_secret),
+        ("MAIL_TRANSPORT", "ses".into()),
+        ("MAIL_FROM", sender.clone()),
+    ]);
+    let auth = Function::start("auth", &env).await;
+    let to = format!("alice-{}@example.com", uuid::Uuid::new_v4().simple());
+    let created = auth
+        .invoke(apigw_event(
+            "POST",
+            "/v1/auth/register",
+            Some(json!({"username": "alice", "email": to, "password": STRONG_PASSWORD})),
+            None,
+        ))
+        .await
+        .expect("register answered");
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let login = auth
+        .invoke(apigw_event(
+            "POST",
+            "/v1/auth/login",
+            Some(json!({"login": "alice", "password": STRONG_PASSWORD})),
+            None,
+        ))
+        .await
+        .expect("login answered");
+    let token = body(&login)["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Signed with the key from the secret: the tests' key verifies it.
+    let keys = shared::security::JwtKeys::new(
+        &[secrecy::SecretString::from(test_key_pem().to_string())],
+        "http://127.0.0.1:3000",
+        "user-management-api",
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    assert!(keys.verify(&token).is_some());
+
+    // The verification mail went out through SES.
+    let data = moto_get("/moto-api/data.json").await;
+    let sent = data["ses"]["Message"].to_string();
+    assert!(sent.contains(&to), "no SES message to {to}");
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_an_init_error_naming_it() {
+    let mut env = aws_env();
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:does-not-exist-AbCdEf";
+    env.extend([
+        ("DB_SECRET_ARN", arn.to_string()),
+        ("DB_HOST", "127.0.0.1".into()),
+        ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+    ]);
+    let function = Function::start("users", &env).await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(30))
+        .await
+        .expect("reported");
+    let message = report["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("DB_SECRET_ARN") && message.contains(arn),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_secret_is_an_init_error_that_does_not_echo_it() {
+    let sdk = sdk().await;
+    let arn = create_secret(&sdk, "hunter2-not-json").await;
+    let mut env = aws_env();
+    env.extend([
+        ("DB_SECRET_ARN", arn.clone()),
+        ("DB_HOST", "127.0.0.1".into()),
+        ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+    ]);
+    let function = Function::start("admin", &env).await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(30))
+        .await
+        .expect("reported");
+    let message = report["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains(&arn) && message.contains("not JSON"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2"),
+        "the secret's value leaked: {message}"
+    );
+    let jwt = create_secret(&sdk, "no key here").await;
+    let mut env = aws_env();
+    env.extend([
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres".to_string(),
+        ),
+        ("JWT_SECRET_ARN", jwt.clone()),
+    ]);
+    let function = Function::start("auth", &env).await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(30))
+        .await
+        .expect("reported");
+    let message = report["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("JWT_SECRET_ARN") && message.contains(&jwt),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_elasticache_endpoint_is_discovered() {
+    let sdk = sdk().await;
+    let id = format!("um-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    aws_sdk_elasticache::Client::new(&sdk)
+        .create_replication_group()
+        .replication_group_id(&id)
+        .replication_group_description("tests")
+        .engine("redis")
+        .cache_node_type("cache.t4g.small")
+        .num_cache_clusters(1)
+        .transit_encryption_enabled(true)
+        .send()
+        .await
+        .expect("creating a replication group in moto");
+    let mut config = tests::test_config(&[("ELASTICACHE_REPLICATION_GROUP_ID", &id)]);
+    shared::aws::resolve(&mut config, &sdk)
+        .await
+        .expect("discovered");
+    let url = secrecy::ExposeSecret::expose_secret(config.redis_url.as_ref().unwrap()).to_string();
+    assert!(url.starts_with("rediss://") && url.contains(&id), "{url}");
+
+    let mut config = tests::test_config(&[("ELASTICACHE_REPLICATION_GROUP_ID", "no-such-group")]);
+    let err = shared::aws::resolve(&mut config, &sdk).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("ELASTICACHE_REPLICATION_GROUP_ID"),
+        "{err:#}"
+    );
+}
