@@ -200,6 +200,7 @@ pub struct Function {
     pub api: RuntimeApi,
     child: Child,
     pub started: Instant,
+    stdout: PathBuf,
 }
 
 impl Function {
@@ -207,6 +208,8 @@ impl Function {
     pub async fn start(name: &str, env: &[(&str, String)]) -> Self {
         let api = RuntimeApi::start().await;
         let started = Instant::now();
+        let stdout = std::env::temp_dir().join(format!("um-{name}-{}.out", uuid::Uuid::new_v4()));
+        let out_file = std::fs::File::create(&stdout).expect("creating the stdout file");
         let mut cmd = Command::new(bin_dir().join(name));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -218,7 +221,7 @@ impl Function {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
             .env("AWS_REGION", "eu-west-1")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(out_file))
             .stderr(Stdio::piped());
         for (key, value) in env {
             cmd.env(key, value);
@@ -230,7 +233,13 @@ impl Function {
             api,
             child,
             started,
+            stdout,
         }
+    }
+
+    /// What the function wrote to stdout so far (its log and EMF lines).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
     pub async fn invoke(&self, event: Value) -> Outcome {

@@ -47,10 +47,19 @@ pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
     };
     let pool = &db.write;
     lambda_runtime::run(lambda_runtime::service_fn(
-        |event: lambda_runtime::LambdaEvent<CleanupInput>| async move {
+        |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            if let Some(request) =
+                crate::jobs::migrate::CustomResourceEvent::from_payload(&event.payload)
+            {
+                crate::jobs::migrate::handle(pool, &request).await?;
+                return Ok::<_, lambda_runtime::Error>(
+                    serde_json::json!({"migrations": request.request_type}),
+                );
+            }
+            let input: CleanupInput = serde_json::from_value(event.payload)?;
             let report: CleanupReport =
-                cleanup::run(pool, event.payload.dry_run, cleanup::DEFAULT_BATCH).await?;
-            Ok::<_, lambda_runtime::Error>(report)
+                cleanup::run(pool, input.dry_run, cleanup::DEFAULT_BATCH).await?;
+            Ok(serde_json::to_value(report)?)
         },
     ))
     .await

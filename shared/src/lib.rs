@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod local;
 pub mod mail;
+pub mod metrics;
 pub mod security;
 pub mod state;
 pub mod telemetry;

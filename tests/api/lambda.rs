@@ -108,6 +108,27 @@ async fn register_login_and_me_through_three_binaries(pool: PgPool) {
     assert_eq!(rid.as_deref(), Some(request_id.as_str()));
     assert_eq!(ip.as_deref(), Some("203.0.113.7"));
 
+    // Metrics leave as Embedded Metric Format lines in the log.
+    let emf: Vec<Value> = auth
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    assert!(
+        emf.iter().any(|m| m["Registrations"] == 1.0),
+        "no registration metric"
+    );
+    assert!(
+        emf.iter().any(|m| m["LoginSuccesses"] == 1.0),
+        "no login metric"
+    );
+    assert!(
+        emf.iter()
+            .any(|m| m["Route"] == "POST /v1/auth/login" && m["Latency"].is_number()),
+        "no latency metric for the route"
+    );
+
     let admin = Function::start("admin", &env).await;
     let denied = admin
         .invoke(apigw_event("GET", "/v1/admin/stats", None, Some(&token)))
@@ -216,4 +237,57 @@ async fn a_bad_signing_key_is_reported_as_an_init_error() {
         report["errorMessage"].as_str().unwrap().contains("JWT"),
         "{report}"
     );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_migration_custom_resource_applies_the_schema_and_answers_cloudformation(pool: PgPool) {
+    use axum::routing::put;
+    let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+    let receiver = axum::Router::new().route(
+        "/response",
+        put(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, receiver).await;
+    });
+
+    let cleanup = Function::start("cleanup", &env(&pool)).await;
+    let event = json!({
+        "RequestType": "Create",
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:cleanup",
+        "ResponseURL": format!("http://{addr}/response"),
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/users/1",
+        "RequestId": "req-1",
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "SchemaMigrations",
+        "ResourceProperties": {"SchemaVersion": "20261128000001"}
+    });
+    let answer = cleanup
+        .invoke(event)
+        .await
+        .expect("the custom resource answered");
+    assert_eq!(answer["migrations"], "Create");
+    let response = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("CloudFormation got a response")
+        .unwrap();
+    assert_eq!(response["Status"], "SUCCESS", "{response}");
+    assert_eq!(response["RequestId"], "req-1");
+    assert_eq!(response["LogicalResourceId"], "SchemaMigrations");
+    let users: Option<String> = sqlx::query_scalar("SELECT to_regclass('users')::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(users.as_deref(), Some("users"));
 }

@@ -58,6 +58,7 @@ pub fn generate(root: &Path) -> Result<()> {
       BuildMethod: rust-cargolambda
       BuildProperties:
         Binary: {function}
+    DependsOn: SchemaMigrations
     Properties:
       CodeUri: .
       Description: The {function} routes of the User Management API
@@ -95,12 +96,31 @@ pub fn generate(root: &Path) -> Result<()> {
         }
         out.push('\n');
     }
-    out.push_str(TAIL);
+    let schema_version = std::fs::read_dir(root.join("migrations"))
+        .context("reading migrations/")?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.split('_').next().map(str::to_owned))
+        })
+        .max()
+        .context("no migrations")?;
+    out.push_str(&TAIL.replace("{schema_version}", &schema_version));
     std::fs::write(root.join("template.yaml"), out).context("writing template.yaml")?;
     Ok(())
 }
 
-const TAIL: &str = r#"  CleanupFunction:
+const TAIL: &str = r#"  # Applies the embedded migrations on every deploy that brings new ones
+  # (the cleanup binary answers Custom::Migrations); the HTTP functions depend
+  # on it, so no new code serves before its schema exists.
+  SchemaMigrations:
+    Type: Custom::Migrations
+    Properties:
+      ServiceToken: !GetAtt CleanupFunction.Arn
+      SchemaVersion: "{schema_version}"
+
+  CleanupFunction:
     Type: AWS::Serverless::Function
     Metadata:
       BuildMethod: rust-cargolambda
@@ -221,6 +241,55 @@ const TAIL: &str = r#"  CleanupFunction:
       Period: 86400
       EvaluationPeriods: 1
       Threshold: 1
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      TreatMissingData: notBreaching
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+
+  RefreshReuseAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: A rotated refresh token was replayed (possible token theft)
+      Namespace: UserManagementApi
+      MetricName: RefreshReuseDetections
+      Dimensions:
+        - Name: Function
+          Value: !Ref AuthFunction
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: 1
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      TreatMissingData: notBreaching
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+  LoginFailureSpikeAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: Failed logins spiking (credential stuffing?)
+      Namespace: UserManagementApi
+      MetricName: LoginFailures
+      Dimensions:
+        - Name: Function
+          Value: !Ref AuthFunction
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: 500
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      TreatMissingData: notBreaching
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+  LockoutSpikeAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: Many accounts locked out
+      Namespace: UserManagementApi
+      MetricName: Lockouts
+      Dimensions:
+        - Name: Function
+          Value: !Ref AuthFunction
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: 50
       ComparisonOperator: GreaterThanOrEqualToThreshold
       TreatMissingData: notBreaching
       AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]

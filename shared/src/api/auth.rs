@@ -19,6 +19,7 @@ use crate::domain::{Email, Password, UserStatus, UserView, Username, profile};
 use crate::error::{Error, FieldError, Result};
 use crate::http::{ApiJson, RequestMeta};
 use crate::mail::Mail;
+use crate::metrics::{self, Event};
 use crate::security::passwords::Verified;
 use crate::security::{AuthUser, opaque, rate_limit, revocation};
 use crate::state::AppState;
@@ -309,6 +310,7 @@ pub(crate) async fn register(
     .await?;
     tx.commit().await?;
 
+    metrics::count(Event::Registration);
     deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
     let user = load_user(&state, id).await?;
     Ok((
@@ -360,6 +362,7 @@ pub(crate) async fn login(
         let mut event = AuditEvent::about_user(AuditAction::LoginFailed, None);
         event.new_values = Some(json!({"reason": "unknown_login"}));
         audit::record(&state.db.write, &ctx, &event).await?;
+        metrics::count(Event::LoginFailure);
         return Err(Error::InvalidCredentials);
     };
 
@@ -394,6 +397,10 @@ pub(crate) async fn login(
             audit::record(&mut *tx, &ctx, &event).await?;
         }
         tx.commit().await?;
+        metrics::count(Event::LoginFailure);
+        if failed.just_locked {
+            metrics::count(Event::Lockout);
+        }
         return Err(Error::InvalidCredentials);
     }
 
@@ -418,6 +425,7 @@ pub(crate) async fn login(
     audit::record(&mut *tx, &ctx, &event).await?;
     tx.commit().await?;
 
+    metrics::count(Event::LoginSuccess);
     let user = load_user(&state, user.id).await?;
     Ok(token_pair(
         &state,
@@ -474,6 +482,7 @@ pub(crate) async fn refresh(
             audit::record(&mut *tx, &ctx, &event).await?;
             tx.commit().await?;
             revocation::publish(state.cache.as_ref(), &[token.session_id], state.keys.ttl()).await;
+            metrics::count(Event::RefreshReuse);
             return Err(Error::RefreshTokenReused);
         }
         return Err(Error::RefreshTokenInvalid);
@@ -520,6 +529,7 @@ pub(crate) async fn refresh(
     audit::record(&mut *tx, &ctx, &event).await?;
     tx.commit().await?;
 
+    metrics::count(Event::Refresh);
     let access = state
         .keys
         .issue(user.id, token.session_id)

@@ -77,6 +77,13 @@ pub async fn context(mut req: Request, next: Next) -> Response {
         user_agent,
     });
 
+    let route = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("unmatched", |p| p.as_str())
+    );
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -88,6 +95,11 @@ pub async fn context(mut req: Request, next: Next) -> Response {
     let mut response =
         request_id::scope(request_id.clone(), next.run(req).instrument(span.clone())).await;
     span.record("status", response.status().as_u16());
+    crate::metrics::request(
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -1,0 +1,88 @@
+//! Schema migrations on deploy: the cleanup function also serves as the
+//! CloudFormation custom resource `Custom::Migrations`. On Create and Update
+//! it applies the embedded migrations (sqlx takes an advisory lock), then
+//! answers CloudFormation at the pre-signed `ResponseURL`; the HTTP functions
+//! depend on that resource, so a deploy never serves a schema it does not know.
+
+use anyhow::Context;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// The fields of a CloudFormation custom-resource request that matter here.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CustomResourceEvent {
+    pub request_type: String,
+    #[serde(rename = "ResponseURL")]
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    pub physical_resource_id: Option<String>,
+}
+
+impl CustomResourceEvent {
+    /// Is `payload` a custom-resource request?
+    pub fn from_payload(payload: &serde_json::Value) -> Option<Self> {
+        payload.get("ResponseURL")?;
+        serde_json::from_value(payload.clone()).ok()
+    }
+}
+
+/// Applies the migrations (Create, Update) and reports the outcome to CloudFormation.
+pub async fn handle(pool: &PgPool, event: &CustomResourceEvent) -> anyhow::Result<()> {
+    let outcome = match event.request_type.as_str() {
+        "Create" | "Update" => crate::db::MIGRATOR
+            .run(pool)
+            .await
+            .map_err(|e| format!("applying migrations failed: {e}")),
+        // Deleting the stack keeps the data: nothing to undo.
+        _ => Ok(()),
+    };
+    if let Err(reason) = &outcome {
+        tracing::error!(%reason, "migration custom resource failed");
+    } else {
+        tracing::info!(request_type = %event.request_type, "migrations applied");
+    }
+    let body = json!({
+        "Status": if outcome.is_ok() { "SUCCESS" } else { "FAILED" },
+        "Reason": outcome.as_ref().err().cloned().unwrap_or_else(|| "see the function's log".into()),
+        "PhysicalResourceId": event.physical_resource_id.clone().unwrap_or_else(|| "schema-migrations".into()),
+        "StackId": event.stack_id,
+        "RequestId": event.request_id,
+        "LogicalResourceId": event.logical_resource_id,
+        "Data": {"Version": crate::db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)},
+    })
+    .to_string();
+    respond(&event.response_url, body).await
+}
+
+/// PUTs the response document to the pre-signed URL (empty content type, as S3 expects).
+async fn respond(url: &str, body: String) -> anyhow::Result<()> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<axum::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let request = axum::http::Request::put(url)
+        .header("content-type", "")
+        .header("content-length", body.len())
+        .body(Full::from(body))
+        .context("building the CloudFormation response")?;
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
+            .await
+            .context("CloudFormation response timed out")??;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "CloudFormation response rejected: {}",
+        response.status()
+    );
+    Ok(())
+}
