@@ -15,8 +15,11 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Parses the URL; does not connect.
+    /// Parses the URL (`redis://`, or `rediss://` for TLS as ElastiCache
+    /// in-transit encryption needs); does not connect.
     pub fn new(url: &SecretString) -> redis::RedisResult<Self> {
+        // rustls needs a process-wide crypto provider: ring, as everywhere else.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
             client: redis::Client::open(url.expose_secret())?,
             conn: Default::default(),

@@ -73,6 +73,8 @@ pub struct Config {
     pub lockout_threshold: u32,
     pub lockout_minutes: u32,
     pub rate_limit_per_minute: u32,
+    /// Per-endpoint overrides, `RATE_LIMIT_<ENDPOINT>_PER_MINUTE`.
+    pub rate_limit_overrides: Vec<(&'static str, u32)>,
     pub reset_mails_per_hour: u32,
     pub require_verified_email: bool,
     pub mail_transport: MailTransport,
@@ -200,6 +202,15 @@ impl Config {
             lockout_threshold: parse(&get, "LOCKOUT_THRESHOLD", 5)?,
             lockout_minutes: parse(&get, "LOCKOUT_MINUTES", 15)?,
             rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 30)?,
+            rate_limit_overrides: {
+                let mut overrides = Vec::new();
+                for (endpoint, name) in RATE_LIMITED_ENDPOINTS {
+                    if get(name).is_some() {
+                        overrides.push((endpoint, parse(&get, name, 0u32)?));
+                    }
+                }
+                overrides
+            },
             reset_mails_per_hour: parse(&get, "RESET_MAILS_PER_HOUR", 3)?,
             require_verified_email: parse(&get, "REQUIRE_VERIFIED_EMAIL", false)?,
             mail_transport,
@@ -213,6 +224,29 @@ impl Config {
                 parallelism: parse(&get, "ARGON2_PARALLELISM", 1)?,
             },
         })
+    }
+}
+
+/// The rate-limited endpoints and the variables that override their limit.
+pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 7] = [
+    ("register", "RATE_LIMIT_REGISTER_PER_MINUTE"),
+    ("login", "RATE_LIMIT_LOGIN_PER_MINUTE"),
+    ("refresh", "RATE_LIMIT_REFRESH_PER_MINUTE"),
+    ("password-forgot", "RATE_LIMIT_PASSWORD_FORGOT_PER_MINUTE"),
+    ("password-reset", "RATE_LIMIT_PASSWORD_RESET_PER_MINUTE"),
+    ("email-verify", "RATE_LIMIT_EMAIL_VERIFY_PER_MINUTE"),
+    ("email-resend", "RATE_LIMIT_EMAIL_RESEND_PER_MINUTE"),
+];
+
+impl Config {
+    /// Requests per minute allowed on `endpoint` (its override, else
+    /// `RATE_LIMIT_PER_MINUTE`). A per-identifier limit (`login-account`)
+    /// follows its endpoint (`login`).
+    pub fn rate_limit_for(&self, endpoint: &str) -> u32 {
+        self.rate_limit_overrides
+            .iter()
+            .find(|(name, _)| endpoint == *name || endpoint.starts_with(&format!("{name}-")))
+            .map_or(self.rate_limit_per_minute, |(_, limit)| *limit)
     }
 }
 
@@ -309,6 +343,18 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("REFRESH_TOKEN_TTL_DAYS")));
+    }
+
+    #[test]
+    fn rate_limits_can_be_set_per_endpoint() -> Result<(), ConfigError> {
+        let c = config(&[
+            ("RATE_LIMIT_PER_MINUTE", "30"),
+            ("RATE_LIMIT_LOGIN_PER_MINUTE", "5"),
+        ])?;
+        assert_eq!(c.rate_limit_for("login"), 5);
+        assert_eq!(c.rate_limit_for("login-account"), 5);
+        assert_eq!(c.rate_limit_for("register"), 30);
+        Ok(())
     }
 
     #[test]

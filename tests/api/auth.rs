@@ -882,6 +882,18 @@ async fn login_is_rate_limited_in_postgres(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn limits_are_configurable_per_endpoint(pool: PgPool) {
+    let app = TestApp::with_config(
+        pool,
+        &[
+            ("RATE_LIMIT_PER_MINUTE", "100"),
+            ("RATE_LIMIT_LOGIN_PER_MINUTE", "3"),
+        ],
+    );
+    login_is_rate_limited(app).await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn login_is_rate_limited_in_redis(pool: PgPool) {
     let app = TestApp::with_config(pool.clone(), &[("RATE_LIMIT_PER_MINUTE", "3"), REDIS]);
     login_is_rate_limited(app).await;

@@ -30,6 +30,16 @@ async fn health_reports_redis_when_configured(pool: PgPool) {
     assert_eq!(response.body["cache"], "unavailable");
 }
 
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_tls_redis_url_is_accepted_and_a_failed_handshake_is_unavailable(pool: PgPool) {
+    // Plain Redis on 6379 does not speak TLS: the cache reports unavailable,
+    // and nothing panics for want of a crypto provider.
+    let app = TestApp::with_config(pool, &[("REDIS_URL", "rediss://127.0.0.1:6379")]);
+    let response = app.get("/v1/health").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.body["cache"], "unavailable");
+}
+
 #[tokio::test]
 async fn health_is_503_problem_when_the_database_is_down() {
     // Nothing listens on port 1: every connection attempt is refused.

@@ -291,3 +291,53 @@ async fn the_migration_custom_resource_applies_the_schema_and_answers_cloudforma
         .unwrap();
     assert_eq!(users.as_deref(), Some("users"));
 }
+
+/// Process start to first response, median of 5, for each binary (printed
+/// for the record; the bound only catches a function that hangs at start).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn cold_starts_are_measured(pool: PgPool) {
+    let env = env(&pool);
+    let cases = [
+        ("auth", apigw_event("GET", "/v1/health", None, None), 200),
+        ("users", apigw_event("GET", "/v1/users/me", None, None), 401),
+        (
+            "admin",
+            apigw_event("GET", "/v1/admin/stats", None, None),
+            401,
+        ),
+    ];
+    for (name, event, status) in cases {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let function = Function::start(name, &env).await;
+            let answer = function.invoke(event.clone()).await.expect("answered");
+            times.push(function.started.elapsed());
+            assert_eq!(answer["statusCode"], status, "{name}: {answer}");
+        }
+        times.sort();
+        println!(
+            "cold start {name}: median {:.1} ms over 5 (first response)",
+            times[2].as_secs_f64() * 1000.0
+        );
+        assert!(
+            times[2] < Duration::from_secs(5),
+            "{name} takes {:?} to answer",
+            times[2]
+        );
+    }
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let function = Function::start("cleanup", &env).await;
+        let answer = function
+            .invoke(json!({"dry_run": true}))
+            .await
+            .expect("answered");
+        times.push(function.started.elapsed());
+        assert_eq!(answer["dry_run"], true);
+    }
+    times.sort();
+    println!(
+        "cold start cleanup: median {:.1} ms over 5 (dry run)",
+        times[2].as_secs_f64() * 1000.0
+    );
+}

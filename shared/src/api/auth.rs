@@ -123,7 +123,7 @@ pub(crate) async fn limit(state: &AppState, endpoint: &str, identifier: &str) ->
         &state.db,
         endpoint,
         identifier,
-        state.config.rate_limit_per_minute,
+        state.config.rate_limit_for(endpoint),
         60,
     )
     .await
@@ -605,6 +605,7 @@ pub(crate) async fn forgot_password(
 ) -> Result<StatusCode> {
     limit(&state, "password-forgot", &client(&meta)).await?;
     let email = Email::parse(&body.email).map_err(|m| Error::field("email", m))?;
+    limit(&state, "password-forgot-email", email.as_str()).await?;
     let Some((user_id, _status)) = users::id_by_email(&state.db.write, email.as_str()).await?
     else {
         return Ok(StatusCode::ACCEPTED);
