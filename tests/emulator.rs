@@ -307,3 +307,11 @@ pub fn apigw_event(method: &str, path: &str, body: Option<Value>, bearer: Option
         "isBase64Encoded": false
     })
 }
+
+/// The JSON body of an API Gateway response.
+pub fn response_body(response: &Value) -> Value {
+    response["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null)
+}

@@ -9,7 +9,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use serde_json::{Value, json};
 use shared::db::MIGRATOR;
 use sqlx::PgPool;
-use tests::emulator::{Function, apigw_event};
+use tests::emulator::{Function, apigw_event, response_body as body};
 use tests::{STRONG_PASSWORD, test_key_pem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,13 +66,6 @@ async fn moto_get(path: &str) -> Value {
         .map(|(_, b)| b)
         .unwrap_or_default();
     serde_json::from_str(body).unwrap_or(Value::Null)
-}
-
-fn body(response: &Value) -> Value {
-    response["body"]
-        .as_str()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shared::db::MIGRATOR;
 use sqlx::PgPool;
-use tests::emulator::{Function, apigw_event};
+use tests::emulator::{Function, apigw_event, response_body as body};
 use tests::{STRONG_PASSWORD, test_key_pem};
 
 fn database_url(pool: &PgPool) -> String {
@@ -35,13 +35,6 @@ fn env(pool: &PgPool) -> Vec<(&'static str, String)> {
                 .into_owned(),
         ),
     ]
-}
-
-fn body(response: &Value) -> Value {
-    response["body"]
-        .as_str()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

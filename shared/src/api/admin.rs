@@ -18,7 +18,7 @@ use crate::db::roles::{self, Role};
 use crate::db::stats::{self, Stats};
 use crate::db::users::{UserCursor, UserFilter, UserSort};
 use crate::db::{one_time_tokens, sessions, users};
-use crate::domain::profile::ProfilePatch;
+use crate::domain::profile::{ProfilePatch, present};
 use crate::domain::user::{AdminUserView, User};
 use crate::domain::{Email, UserStatus};
 use crate::error::{Error, FieldError, Result};
@@ -90,14 +90,6 @@ pub struct AdminUserPatch {
     pub profile_picture_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub bio: Option<Option<String>>,
-}
-
-fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -110,8 +110,9 @@ pub struct ProfilePatch {
     pub bio: Option<Option<String>>,
 }
 
-/// Tells a field given as `null` (Some(None)) from one left out (None).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+/// Tells a field given as `null` (Some(None)) from one left out (None);
+/// use as `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::Deserialize<'de>,
