@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod aws;
 mod cleanup;
+mod hostile;
 mod http;
 mod lambda;
 mod logs;

@@ -67,7 +67,15 @@ where
 }
 
 /// Deserialises `bytes`, telling broken JSON (400) from a wrong shape (422).
+/// A NUL character (`\u0000`) is refused in any string: PostgreSQL text
+/// cannot hold it, and no field of the contract needs it.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Err(Error::field(
+            "body",
+            "strings must not contain NUL characters",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(de) {
         Ok(value) => Ok(value),
@@ -135,6 +143,12 @@ mod tests {
             Error::Validation(errors) => errors.first().map(|e| e.field.clone()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let err = parse::<Login>(br#"{"login": "a\u0000b", "password": "b"}"#).err();
+        assert!(matches!(err, Some(Error::Validation(_))));
     }
 
     #[test]
