@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod aws;
 mod cleanup;
+mod faults;
 mod hostile;
 mod http;
 mod lambda;
