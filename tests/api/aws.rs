@@ -240,3 +240,35 @@ async fn the_elasticache_endpoint_is_discovered() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_secrets_manager_is_an_init_error_naming_the_secret() {
+    let mut env = aws_env();
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf";
+    for (key, value) in env.iter_mut() {
+        if *key == "AWS_ENDPOINT_URL" {
+            *value = "http://127.0.0.1:1".into();
+        }
+    }
+    env.extend([
+        ("DB_SECRET_ARN", arn.to_string()),
+        ("DB_HOST", "127.0.0.1".into()),
+        ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+    ]);
+    let started = std::time::Instant::now();
+    let function = Function::start("auth", &env).await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(30))
+        .await
+        .expect("reported");
+    let message = report["errorMessage"].as_str().unwrap();
+    assert!(message.contains(arn), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (code, _) = function.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "it does not start half-configured");
+}

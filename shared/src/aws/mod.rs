@@ -18,7 +18,15 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http)
+    // Bounded: an unreachable endpoint fails the cold start in seconds,
+    // well inside Lambda's 10-second init phase.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_timeout(std::time::Duration::from_secs(6))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeouts)
 }
 
 /// Loads the SDK configuration (region, credentials, endpoint) from the environment.
