@@ -246,6 +246,15 @@ impl Function {
         self.api.invoke(event).await
     }
 
+    /// The process's peak resident set size so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Waits for the process to exit; its exit status and standard error.
     pub fn wait_exit(mut self, within: Duration) -> (Option<i32>, String) {
         let deadline = Instant::now() + within;

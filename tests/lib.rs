@@ -103,6 +103,24 @@ impl TestApp {
         }
     }
 
+    /// Serves the app on an ephemeral 127.0.0.1 port (with the client
+    /// address taken from the connection, as the local server does); the
+    /// server lives as long as the test's runtime. Returns the base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port");
+        let addr = listener.local_addr().expect("local address");
+        let app = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{addr}")
+    }
+
     /// Wraps a router built elsewhere (no test database).
     pub fn from_router(router: Router) -> Self {
         let config = test_config(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")]);

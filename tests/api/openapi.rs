@@ -81,3 +81,45 @@ async fn every_documented_operation_is_routed_and_no_other_method_is(pool: PgPoo
     }
     assert_eq!(operations, 37, "the contract's operations");
 }
+
+#[test]
+fn operation_ids_are_unique_and_every_response_names_its_request_id() {
+    let doc = committed();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_string()), "{method} {path}: {id} repeats");
+            for (status, response) in op["responses"].as_object().unwrap() {
+                assert_eq!(
+                    response["headers"]["x-request-id"]["required"], true,
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    // The stateful links point at operations that exist.
+    let login = &doc["paths"]["/v1/auth/login"]["post"]["responses"]["200"]["links"];
+    for link in login.as_object().unwrap().values() {
+        assert!(ids.contains(link["operationId"].as_str().unwrap()));
+    }
+    assert_eq!(login.as_object().unwrap().len(), 2);
+}
+
+#[test]
+fn every_schema_reference_resolves() {
+    let doc = committed();
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let prefix = "#/components/schemas/";
+    let mut refs = 0;
+    for piece in text.split(prefix).skip(1) {
+        let name: String = piece
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        assert!(schemas.contains_key(&name), "{prefix}{name} is not defined");
+        refs += 1;
+    }
+    assert!(refs > 10, "{refs} references");
+}

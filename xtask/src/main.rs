@@ -3,23 +3,30 @@
 //! - `cargo xtask dev`: the whole API on 127.0.0.1:3000; a throwaway
 //!   PostgreSQL under `target/` when `DATABASE_URL` is not set.
 //! - `cargo xtask test`: starts what the tests need, then fmt, clippy, the
-//!   sqlx offline check and the whole suite.
+//!   sqlx offline check, the whole suite and schemathesis.
+//! - `cargo xtask seed | bench | load`: performance and reliability runs
+//!   (see `perf/`).
 
-mod services;
+mod perf;
 mod template;
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use services::{Postgres, ensure_moto, ensure_redis};
+use xtask::services::{Postgres, ensure_moto, ensure_redis};
 
-const USAGE: &str = "usage: cargo xtask <dev | test | openapi | template>
+const USAGE: &str = "usage: cargo xtask <dev | test | seed | load | bench | openapi | template>
 
   dev    run the API locally on 127.0.0.1:3000 (BIND_ADDR to change);
          uses DATABASE_URL, or starts a throwaway PostgreSQL under target/
   test   start PostgreSQL and Redis if needed, then fmt --check, clippy,
-         the sqlx offline check and the whole test suite
+         the sqlx offline check, the whole test suite and schemathesis
+  seed   [--users N] [--cleanup-backlog] fill DATABASE_URL (default: the
+         um_bench database) with realistic data through COPY; tops up
+  load   [--connections 64] [--seconds 120] mixed workload against a local
+         server on a fresh database, then a consistency audit
+  bench  seed 1M users if needed, run every benchmark, write BENCHMARKS.md
   openapi  regenerate openapi.json from the code
   template regenerate template.yaml's routes from openapi.json";
 
@@ -28,6 +35,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev(),
         Some("test") => test(&args[1..]),
+        Some("seed") => perf::seed(&args[1..]),
+        Some("load") => perf::load(&args[1..]),
+        Some("bench") => perf::bench(&args[1..]),
         Some("openapi") => openapi(),
         Some("template") => template::generate(&root()),
         _ => {
@@ -45,18 +55,18 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root (xtask lives one level below it).
-fn root() -> std::path::PathBuf {
+pub(crate) fn root() -> std::path::PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
     eprintln!("==> {what}");
     let status = cmd.status().with_context(|| format!("starting {what}"))?;
     if !status.success() {
@@ -130,27 +140,10 @@ fn test(extra: &[String]) -> Result<()> {
             "installing cargo-nextest",
         )?;
     }
-    // The emulator tests run the ordinary release binaries of the functions.
-    run(
-        cargo()
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "auth",
-                "-p",
-                "users",
-                "-p",
-                "admin",
-                "-p",
-                "cleanup",
-            ])
-            .env("SQLX_OFFLINE", "true"),
-        "building the function binaries (release)",
-    )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    // The emulator tests run the ordinary release binaries of the functions;
+    // schemathesis runs against the release local server.
+    perf::build_release(&["auth", "users", "admin", "cleanup"])?;
+    let target = perf::target_dir();
     let mut nextest = cargo();
     nextest
         .args([
@@ -167,7 +160,8 @@ fn test(extra: &[String]) -> Result<()> {
         .env("TEST_REDIS_URL", &redis_url)
         .env("LAMBDA_BIN_DIR", target.join("release"))
         .env("MOTO_URL", &moto_url);
-    run(&mut nextest, "cargo nextest run (the whole suite)")
+    run(&mut nextest, "cargo nextest run (the whole suite)")?;
+    perf::schemathesis(&postgres, &redis_url)
 }
 
 /// `cargo sqlx prepare --workspace --check`: the committed `.sqlx/` matches

@@ -209,6 +209,7 @@ fn role_conflict(err: sqlx::Error) -> Error {
 #[utoipa::path(
     get,
     path = "/v1/admin/users",
+    operation_id = "admin_list_users",
     tag = "admin",
     summary = "List users (users:read)",
     params(AdminUserQuery),
@@ -262,6 +263,7 @@ pub(crate) async fn list_users(
 #[utoipa::path(
     get,
     path = "/v1/admin/users/{id}",
+    operation_id = "admin_get_user",
     tag = "admin",
     summary = "Read a user (users:read)",
     params(("id" = String, Path, description = "User id (UUID)")),

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations;
 //! committed as `openapi.json` and served locally at `/v1/openapi.json`.
 
+use serde_json::{Value, json};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -26,7 +27,7 @@ use crate::api::{admin, auth, health, users};
         admin::assign_role, admin::remove_role, admin::list_roles, admin::create_role,
         admin::update_role, admin::delete_role, admin::audit_logs, admin::get_stats,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    components(schemas(crate::error::Problem, crate::error::FieldError, crate::db::users::UserSort)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration, login, tokens, password reset, e-mail verification"),
@@ -56,7 +57,77 @@ impl Modify for BearerAuth {
 
 /// The document as pretty JSON (what `openapi.json` holds).
 pub fn json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// The generated document plus what utoipa cannot express: the
+/// `x-request-id` header every response carries (required, so clients and
+/// fuzzers can rely on it) and the links between operations (register →
+/// login → refresh/logout) that stateful clients and schemathesis follow.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in operation.values_mut() {
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                for response in responses.values_mut().filter_map(Value::as_object_mut) {
+                    let headers = response.entry("headers").or_insert_with(|| json!({}));
+                    headers["x-request-id"] = json!({
+                        "description": "The request's id (API Gateway's, or a new UUID); also in every log line",
+                        "required": true,
+                        "schema": {"type": "string"}
+                    });
+                }
+            }
+        }
+    }
+    let links = [
+        (
+            "/v1/auth/register",
+            "post",
+            "201",
+            "Login",
+            json!({"operationId": "login", "requestBody": {
+                "login": "$response.body#/username", "password": "$request.body#/password"}}),
+        ),
+        (
+            "/v1/auth/login",
+            "post",
+            "200",
+            "Refresh",
+            json!({"operationId": "refresh", "requestBody": {
+                "refresh_token": "$response.body#/refresh_token"}}),
+        ),
+        (
+            "/v1/auth/login",
+            "post",
+            "200",
+            "Logout",
+            json!({"operationId": "logout", "requestBody": {
+                "refresh_token": "$response.body#/refresh_token"}}),
+        ),
+        (
+            "/v1/auth/refresh",
+            "post",
+            "200",
+            "RefreshAgain",
+            json!({"operationId": "refresh", "requestBody": {
+                "refresh_token": "$response.body#/refresh_token"}}),
+        ),
+    ];
+    for (path, method, status, name, link) in links {
+        if let Some(response) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses/{status}",
+                path.replace('/', "~1")
+            ))
+            .and_then(Value::as_object_mut)
+        {
+            let all = response.entry("links").or_insert_with(|| json!({}));
+            all[name] = link;
+        }
+    }
+    doc
 }

@@ -344,7 +344,7 @@ pub(crate) async fn list_sessions(
     path = "/v1/users/me/sessions/{id}",
     tag = "users",
     summary = "Revoke one of my sessions",
-    params(("id" = uuid::Uuid, Path, description = "Session id")),
+    params(("id" = String, Path, description = "Session id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Session revoked"),
@@ -359,8 +359,10 @@ pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode> {
+    // An id that is not a UUID names no session: 404 like any other.
+    let id: Uuid = id.parse().map_err(|_| Error::NotFound)?;
     let mut tx = state.db.write.begin().await?;
     if !sessions::revoke_own_session(&mut *tx, auth.user_id, id).await? {
         return Err(Error::NotFound);

@@ -78,6 +78,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(de) {
+        // Every body of the contract is an object; serde would also take a
+        // struct written as an array (`[null, null]`).
+        Ok(_) if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => Err(
+            Error::Validation(vec![FieldError::new("body", "must be a JSON object")]),
+        ),
         Ok(value) => Ok(value),
         Err(err) => {
             let path = err.path().to_string();
@@ -149,6 +154,14 @@ mod tests {
     fn nul_characters_are_refused() {
         let err = parse::<Login>(br#"{"login": "a\u0000b", "password": "b"}"#).err();
         assert!(matches!(err, Some(Error::Validation(_))));
+    }
+
+    #[test]
+    fn a_struct_written_as_an_array_is_refused() {
+        // serde accepts `["a", "b"]` for a struct; the contract's bodies are objects.
+        let err = parse::<Login>(br#"["a", "b"]"#).err().and_then(field_of);
+        assert_eq!(err.as_deref(), Some("body"));
+        assert!(parse::<Login>(br#" {"login": "a", "password": "b"}"#).is_ok());
     }
 
     #[test]

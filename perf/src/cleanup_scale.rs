@@ -1,0 +1,338 @@
+//! The nightly cleanup at scale: the backlog it finds, the time it takes and
+//! the longest lock it holds.
+//!
+//! The job (`shared::jobs::cleanup::run`, the real one) runs on a pool of its
+//! own with a distinct `application_name` and two connections: one holds the
+//! job's advisory lock, so every batch statement runs on the other, one after
+//! the other. Each batch is a single-statement transaction: its row locks are
+//! held from the statement's start to its commit, so the longest lock is the
+//! longest batch transaction. A sampler on another connection reads
+//! `pg_stat_activity` every few milliseconds and measures each transaction
+//! of the job's backends:
+//!
+//! - seen idle afterwards: exactly `state_change - query_start` (the backend
+//!   reports when its last statement ended);
+//! - otherwise: at most `next query_start - query_start` (the next statement on
+//!   the same backend cannot start before this one committed);
+//!
+//! so the reported longest transaction is an upper bound, exact for most
+//! batches; a transaction never sampled at all was shorter than the sampling
+//! interval.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use shared::jobs::cleanup::{self, CleanupReport, DEFAULT_BATCH};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// The `application_name` of the job's connections.
+const APP: &str = "perf-cleanup-scale";
+/// Time between two samples of `pg_stat_activity`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
+/// Goals: the whole run, and the longest lock.
+pub const GOAL_TOTAL: Duration = Duration::from_secs(60);
+pub const GOAL_LONGEST_LOCK: Duration = Duration::from_secs(1);
+
+/// The longest transaction of the job.
+#[derive(Debug, Clone, Default)]
+pub struct Longest {
+    /// Its duration (exact, or an upper bound: see `exact`).
+    pub duration: Duration,
+    pub exact: bool,
+    /// The beginning of its statement.
+    pub query: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CleanupScale {
+    /// What a dry run found before (the backlog).
+    pub backlog: CleanupReport,
+    /// What the run did.
+    pub report: CleanupReport,
+    /// What a dry run finds after.
+    pub remaining: CleanupReport,
+    /// The batch size used.
+    pub batch: i64,
+    /// Wall time of the run.
+    pub total: Duration,
+    /// The longest transaction (= longest lock held) of the run.
+    pub longest: Longest,
+    /// Transactions of the job the sampler saw, and how many exactly.
+    pub transactions_seen: usize,
+    pub transactions_exact: usize,
+    /// Samples of `pg_stat_activity` taken.
+    pub samples: usize,
+}
+
+impl CleanupScale {
+    pub fn total_met(&self) -> bool {
+        self.total < GOAL_TOTAL
+    }
+
+    pub fn lock_met(&self) -> bool {
+        self.longest.duration < GOAL_LONGEST_LOCK
+    }
+
+    /// The result as markdown.
+    pub fn markdown(&self) -> String {
+        let yes = |ok: bool| if ok { "yes" } else { "**no**" };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| category | backlog (dry run before) | cleaned | left (dry run after) |\n\
+             |---|---|---|---|"
+        );
+        let rows = [
+            (
+                "expired refresh tokens",
+                self.backlog.deleted_refresh_tokens,
+                self.report.deleted_refresh_tokens,
+                self.remaining.deleted_refresh_tokens,
+            ),
+            (
+                "expired password-reset tokens",
+                self.backlog.deleted_password_reset_tokens,
+                self.report.deleted_password_reset_tokens,
+                self.remaining.deleted_password_reset_tokens,
+            ),
+            (
+                "expired e-mail verification tokens",
+                self.backlog.deleted_email_verification_tokens,
+                self.report.deleted_email_verification_tokens,
+                self.remaining.deleted_email_verification_tokens,
+            ),
+            (
+                "old rate-limit windows",
+                self.backlog.deleted_rate_limits,
+                self.report.deleted_rate_limits,
+                self.remaining.deleted_rate_limits,
+            ),
+            (
+                "users anonymised (deleted > 90 days)",
+                self.backlog.anonymized_users,
+                self.report.anonymized_users,
+                self.remaining.anonymized_users,
+            ),
+            (
+                "users anonymised (past data_retention_until)",
+                self.backlog.retention_expired_users,
+                self.report.retention_expired_users,
+                self.remaining.retention_expired_users,
+            ),
+            (
+                "audit partitions created",
+                self.backlog.partitions_created,
+                self.report.partitions_created,
+                self.remaining.partitions_created,
+            ),
+            (
+                "audit partitions dropped",
+                self.backlog.partitions_dropped,
+                self.report.partitions_dropped,
+                self.remaining.partitions_dropped,
+            ),
+        ];
+        for (name, before, done, left) in rows {
+            let _ = writeln!(out, "| {name} | {before} | {done} | {left} |");
+        }
+        let _ = writeln!(
+            out,
+            "\n| measure | value | goal | met |\n|---|---|---|---|\n\
+             | total run time (batch {}) | {:.2} s | < {} s | {} |\n\
+             | longest lock (longest batch transaction{}) | {:.1} ms | < {} ms | {} |",
+            self.batch,
+            self.total.as_secs_f64(),
+            GOAL_TOTAL.as_secs(),
+            yes(self.total_met()),
+            if self.longest.exact {
+                ""
+            } else {
+                ", upper bound"
+            },
+            self.longest.duration.as_secs_f64() * 1e3,
+            GOAL_LONGEST_LOCK.as_millis(),
+            yes(self.lock_met()),
+        );
+        let _ = writeln!(
+            out,
+            "\nLongest transaction: `{}`. {} transactions of the job observed ({} timed \
+             exactly, the others bounded by the next statement's start) in {} samples of \
+             `pg_stat_activity` every {} ms.",
+            self.longest
+                .query
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            self.transactions_seen,
+            self.transactions_exact,
+            self.samples,
+            SAMPLE_EVERY.as_millis()
+        );
+        out
+    }
+}
+
+/// A row of `pg_stat_activity` for one of the job's backends.
+type Activity = (
+    i32,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    String,
+);
+
+/// The statement (= transaction) a backend was last seen running.
+#[derive(Debug, Clone)]
+struct Open {
+    start: DateTime<Utc>,
+    query: String,
+}
+
+#[derive(Debug, Default)]
+struct Tracker {
+    /// Per backend: the transaction seen running, not yet timed.
+    open: HashMap<i32, Open>,
+    /// Per backend: the start of the last transaction timed (not twice).
+    timed: HashMap<i32, DateTime<Utc>>,
+    longest: Longest,
+    seen: usize,
+    exact: usize,
+    samples: usize,
+}
+
+fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+    (to - from).to_std().unwrap_or_default()
+}
+
+impl Tracker {
+    fn finish(&mut self, pid: i32, start: DateTime<Utc>, d: Duration, exact: bool, query: &str) {
+        self.timed.insert(pid, start);
+        self.seen += 1;
+        if exact {
+            self.exact += 1;
+        }
+        if d > self.longest.duration {
+            self.longest = Longest {
+                duration: d,
+                exact,
+                query: query.chars().take(160).collect(),
+            };
+        }
+    }
+
+    /// One sample: `(pid, state, query_start, state_change, query)` per backend.
+    /// Each statement of the job is its own transaction, so `query_start` is
+    /// its transaction's start.
+    fn observe(&mut self, rows: &[Activity]) {
+        self.samples += 1;
+        for (pid, state, query_start, state_change, query) in rows {
+            let pid = *pid;
+            let Some(start) = *query_start else {
+                continue;
+            };
+            let already = self.timed.get(&pid) == Some(&start);
+            // A different transaction seen before on this backend ended before
+            // this one started.
+            if let Some(open) = self.open.get(&pid).cloned()
+                && open.start != start
+            {
+                self.open.remove(&pid);
+                self.finish(pid, open.start, span(open.start, start), false, &open.query);
+            }
+            if state.as_deref() == Some("idle") {
+                // Ended at state_change: exact.
+                self.open.remove(&pid);
+                if let Some(ended) = *state_change
+                    && !already
+                {
+                    self.finish(pid, start, span(start, ended), true, query);
+                }
+            } else if !already {
+                self.open.entry(pid).or_insert_with(|| Open {
+                    start,
+                    query: query.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Runs the cleanup on the (seeded) database and measures it.
+pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
+    let batch = DEFAULT_BATCH;
+    let backlog = cleanup::run(pool, true, batch)
+        .await
+        .context("the dry run before")?;
+
+    let options = (*pool.connect_options()).clone().application_name(APP);
+    let job_pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .context("connecting the job's pool")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            let mut tracker = Tracker::default();
+            let mut last = false;
+            loop {
+                let rows: Vec<Activity> = sqlx::query_as(
+                    "SELECT pid, state, query_start, state_change, query
+                     FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(APP)
+                .fetch_all(&mut *conn)
+                .await?;
+                tracker.observe(&rows);
+                if last {
+                    break;
+                }
+                if stop.load(Ordering::Acquire) {
+                    // One more sample, after the job's last statement ended.
+                    last = true;
+                    continue;
+                }
+                tokio::time::sleep(SAMPLE_EVERY).await;
+            }
+            anyhow::Ok(tracker)
+        })
+    };
+
+    let started = Instant::now();
+    let result = cleanup::run(&job_pool, false, batch).await;
+    let total = started.elapsed();
+    stop.store(true, Ordering::Release);
+    let mut tracker = sampler.await??;
+    let report = result.context("the cleanup run")?;
+    job_pool.close().await;
+    // Transactions still open at the last sample ended before the job returned.
+    let ended = Utc::now();
+    for (pid, open) in std::mem::take(&mut tracker.open) {
+        tracker.finish(pid, open.start, span(open.start, ended), false, &open.query);
+    }
+
+    let remaining = cleanup::run(pool, true, batch)
+        .await
+        .context("the dry run after")?;
+    Ok(CleanupScale {
+        backlog,
+        report,
+        remaining,
+        batch,
+        total,
+        longest: tracker.longest,
+        transactions_seen: tracker.seen,
+        transactions_exact: tracker.exact,
+        samples: tracker.samples,
+    })
+}

@@ -1,0 +1,5 @@
+//! The reusable part of the developer commands: finding or starting
+//! PostgreSQL, Redis and moto (also used by the fault tests, which stop and
+//! restart a PostgreSQL cluster of their own).
+
+pub mod services;
