@@ -68,7 +68,11 @@ impl Scenario {
             }
             Scenario::Search { token, terms } => {
                 let term = &terms[n % terms.len()];
-                let path = format!("/v1/users?q={term}&limit=20");
+                let query: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("q", term)
+                    .append_pair("limit", "20")
+                    .finish();
+                let path = format!("/v1/users?{query}");
                 matches!(client.call(Method::GET, &path, None, Some(token)).await,
                     Ok(r) if r.status == 200)
             }
@@ -177,10 +181,14 @@ pub async fn run(
 ) -> Result<HttpReport> {
     let most = connection_counts.iter().copied().max().unwrap_or(1);
     // Seeded accounts that may log in, one per connection.
+    // (Seeded users share one precomputed hash of SEED_PASSWORD: the most
+    // common hash in the table.)
     let logins: Vec<String> = sqlx::query_scalar(
-        "SELECT username FROM users TABLESAMPLE SYSTEM (5)
+        "SELECT username FROM users
          WHERE status = 'active' AND deleted_at IS NULL AND locked_until IS NULL
-           AND username LIKE 'seed%' LIMIT $1",
+           AND password_hash = (SELECT password_hash FROM users
+                                GROUP BY 1 ORDER BY count(*) DESC LIMIT 1)
+         ORDER BY random() LIMIT $1",
     )
     .bind(most as i64)
     .fetch_all(pool)
@@ -192,8 +200,9 @@ pub async fn run(
         );
     }
     let terms: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT last_name FROM users TABLESAMPLE SYSTEM (1)
-         WHERE last_name IS NOT NULL LIMIT 64",
+        "SELECT DISTINCT last_name FROM (
+             SELECT last_name FROM users WHERE last_name IS NOT NULL LIMIT 5000) s
+         LIMIT 64",
     )
     .fetch_all(pool)
     .await?;
@@ -250,7 +259,7 @@ pub async fn run(
 
 /// The script pgbench runs: `/v1/users/me`'s two statements (the caller's
 /// status and permissions, then the user row), for a random seeded id.
-const ME_SCRIPT: &str = r#"\set n random(1, 100000)
+const ME_SCRIPT: &str = r#"\set n random(1, IDS)
 SELECT status, deleted_at IS NOT NULL,
        ARRAY(SELECT DISTINCT p FROM user_roles ur JOIN roles r ON r.id = ur.role_id,
              jsonb_array_elements_text(r.permissions) p WHERE ur.user_id = u.id)::text[]
@@ -283,8 +292,14 @@ pub async fn floor(
     sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS bench_ids_n ON bench_ids (n)")
         .execute(pool)
         .await?;
-    let script = std::env::temp_dir().join("um-me.pgbench.sql");
-    std::fs::write(&script, ME_SCRIPT)?;
+    let ids: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_ids")
+        .fetch_one(pool)
+        .await?;
+    if ids == 0 {
+        bail!("no active users to look up");
+    }
+    let script = std::env::temp_dir().join(format!("um-me-{}.pgbench.sql", std::process::id()));
+    std::fs::write(&script, ME_SCRIPT.replace("IDS", &ids.to_string()))?;
     let mut floors = Vec::new();
     for &c in connection_counts {
         let out = tokio::process::Command::new("pgbench")

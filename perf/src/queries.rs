@@ -1,7 +1,7 @@
 //! Query classes timed through the data layer itself (the functions the
 //! handlers call, on a pool as the handlers use it), one call at a time,
 //! with random keys sampled from the database, plus the indexes the plan of
-//! the same SQL uses (`EXPLAIN (FORMAT JSON)` with one sample's parameters).
+//! the same SQL uses (`EXPLAIN (FORMAT JSON)` with the first samples' parameters).
 //!
 //! For the `QueryBuilder` lists the EXPLAIN runs the builder's own SQL
 //! (`list_query` with an `EXPLAIN` prefix). The `query!` functions cannot
@@ -10,7 +10,7 @@
 //! `.sqlx/` offline data (regenerated whenever a `query!` changes), so a copy
 //! cannot silently drift from what runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ use crate::stats::{Summary, ms};
 const LIMIT: i64 = pagination::DEFAULT_LIMIT;
 /// The deep page of the keyset-pagination class.
 const DEEP_PAGE: i64 = 500;
+/// Samples whose plans are read for the index column.
+const EXPLAINED: usize = 10;
 
 /// One query class: its targets, latencies and the indexes its plan uses.
 #[derive(Debug, Clone)]
@@ -47,8 +49,8 @@ pub struct ClassResult {
     pub summary: Summary,
     /// Rows returned per call, on average.
     pub mean_rows: f64,
-    /// Every `Index Name` of the plan (audit partitions folded into one
-    /// `audit_logs_*_…` entry with their count).
+    /// Every `Index Name` of the plans of the first samples (audit
+    /// partitions folded into one `audit_logs_*_…` entry with their count).
     pub indexes: Vec<String>,
     /// Relations the plan reads with a sequential scan.
     pub seq_scans: Vec<String>,
@@ -515,18 +517,25 @@ async fn explain(pool: &PgPool, class: Class, keys: &Keys, i: usize) -> Result<V
     Ok(plan)
 }
 
-/// The index names and sequentially scanned relations of a JSON plan.
+/// The index names and sequentially scanned relations of JSON plans, with
+/// partitions folded (`audit_logs_*_…`, with how many distinct partitions).
 fn plan_nodes(plan: &Value) -> (Vec<String>, Vec<String>) {
-    fn walk(v: &Value, indexes: &mut BTreeMap<String, usize>, seq: &mut BTreeMap<String, usize>) {
+    type Names = BTreeMap<String, BTreeSet<String>>;
+    fn walk(v: &Value, indexes: &mut Names, seq: &mut Names) {
         match v {
             Value::Object(map) => {
                 if let Some(name) = map.get("Index Name").and_then(Value::as_str) {
-                    *indexes.entry(fold_partition(name)).or_default() += 1;
+                    indexes
+                        .entry(fold_partition(name))
+                        .or_default()
+                        .insert(name.to_string());
                 }
                 if map.get("Node Type").and_then(Value::as_str) == Some("Seq Scan")
                     && let Some(rel) = map.get("Relation Name").and_then(Value::as_str)
                 {
-                    *seq.entry(fold_partition(rel)).or_default() += 1;
+                    seq.entry(fold_partition(rel))
+                        .or_default()
+                        .insert(rel.to_string());
                 }
                 for child in map.values() {
                     walk(child, indexes, seq);
@@ -540,13 +549,13 @@ fn plan_nodes(plan: &Value) -> (Vec<String>, Vec<String>) {
             _ => {}
         }
     }
-    let (mut indexes, mut seq) = (BTreeMap::new(), BTreeMap::new());
+    let (mut indexes, mut seq) = (Names::new(), Names::new());
     walk(plan, &mut indexes, &mut seq);
-    let show = |m: BTreeMap<String, usize>| {
+    let show = |m: Names| {
         m.into_iter()
-            .map(|(name, n)| {
+            .map(|(name, all)| {
                 if name.contains('*') {
-                    format!("{name} (×{n})")
+                    format!("{name} (×{})", all.len())
                 } else {
                     name
                 }
@@ -603,10 +612,17 @@ pub async fn run(pool: &PgPool, samples: usize) -> Result<Vec<ClassResult>> {
                 .with_context(|| label.clone())?;
             times.push(started.elapsed());
         }
-        let plan = explain(pool, class, &keys, 0)
-            .await
-            .with_context(|| format!("EXPLAIN of {label}"))?;
-        let (indexes, seq_scans) = plan_nodes(&plan);
+        // The plans of the first samples (every status and action of the
+        // rotation): the planner may serve different keys differently.
+        let mut plans = Vec::new();
+        for i in 0..samples.min(EXPLAINED) {
+            plans.push(
+                explain(pool, class, &keys, i)
+                    .await
+                    .with_context(|| format!("EXPLAIN of {label}"))?,
+            );
+        }
+        let (indexes, seq_scans) = plan_nodes(&Value::Array(plans));
         results.push(ClassResult {
             class: label,
             function,
@@ -651,8 +667,8 @@ pub fn markdown(results: &[ClassResult]) -> String {
         out,
         "\nLatencies in ms, {samples} sequential calls per class through the data-layer \
          function on a pool (after a warm-up), random keys; `met` compares the p95 with the goal. \
-         Indexes: every `Index Name` in `EXPLAIN (FORMAT JSON)` of the same SQL with one \
-         sample's parameters."
+         Indexes: every `Index Name` in `EXPLAIN (FORMAT JSON)` of the same SQL with the \
+         parameters of the first {EXPLAINED} samples (×n: in n audit partitions)."
     );
     out
 }
@@ -690,6 +706,7 @@ mod tests {
             "Node Type": "Limit",
             "Plans": [{"Node Type": "Merge Append", "Plans": [
                 {"Node Type": "Index Scan", "Index Name": "audit_logs_2026_01_user_id_created_at_id_idx"},
+                {"Node Type": "Index Scan", "Index Name": "audit_logs_2026_02_user_id_created_at_id_idx"},
                 {"Node Type": "Index Scan", "Index Name": "audit_logs_2026_02_user_id_created_at_id_idx"},
                 {"Node Type": "Seq Scan", "Relation Name": "roles"},
                 {"Node Type": "Index Scan", "Index Name": "users_pkey"}

@@ -26,13 +26,18 @@
 //! up with new sequence numbers (unique names) and a run with the same `N`
 //! adds nothing, also after the cleanup has anonymised some of them.
 //!
-//! Speed: one transaction (so a failed run leaves nothing behind) with
-//! `session_replication_role = replica` (no per-row audit or foreign-key
-//! triggers; the generator keeps every reference valid itself); a table that
-//! is empty before the run has its secondary indexes dropped and recreated
-//! after the load from their catalog definitions (checked identical after);
-//! rows are generated on other threads while PostgreSQL ingests, in time
-//! order (as a real table grows).
+//! Speed: the rows are generated on other threads while PostgreSQL ingests
+//! them, in time order (as a real table grows), through binary `COPY` in one
+//! transaction with `session_replication_role = replica` (no per-row audit
+//! or foreign-key triggers; the generator keeps every reference valid
+//! itself). A table that is empty before the run has its secondary indexes
+//! (all but those a foreign key depends on) dropped in that transaction and
+//! recorded, with every index and constraint definition, in a journal table
+//! that commits with the data; after the commit they are recreated from
+//! their catalog definitions on two connections at once, checked identical
+//! to the originals, the tables analyzed and the journal dropped. A run
+//! interrupted before the commit leaves nothing; one interrupted after it is
+//! finished by the next run.
 
 use std::fmt;
 use std::io::Write as _;
@@ -1246,20 +1251,217 @@ async fn drop_index(conn: &mut PgConnection, ix: &IndexDef) -> Result<()> {
     Ok(())
 }
 
-async fn create_index(conn: &mut PgConnection, ix: &IndexDef) -> Result<()> {
-    let sql = match &ix.constraint {
+/// The statement that recreates `ix` as it was.
+fn recreate_sql(ix: &IndexDef) -> String {
+    match &ix.constraint {
         Some((name, def)) => format!(
             "ALTER TABLE {} ADD CONSTRAINT {} {def}",
             quote_ident(&ix.table),
             quote_ident(name)
         ),
         None => ix.definition.clone(),
-    };
-    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-        .execute(&mut *conn)
-        .await
-        .with_context(|| sql.clone())?;
+    }
+}
+
+// ------------------------------------------------------------- journal
+
+/// The journal of a bulk load: the indexes still to rebuild (`index` rows)
+/// and every index and constraint definition of the loaded tables as they
+/// must end up (`expect` rows). Written in the loading transaction, so it
+/// commits with the data and the dropped indexes; emptied as indexes are
+/// rebuilt; dropped once they are checked and the tables analyzed. A run
+/// interrupted after the load committed is finished by the next one.
+const JOURNAL: &str = "perf_seed_pending";
+
+/// The tables the seed loads.
+const TABLES: [&str; 4] = ["users", "user_roles", "refresh_tokens", "audit_logs"];
+
+async fn write_journal(
+    conn: &mut PgConnection,
+    dropped: &[IndexDef],
+    fingerprint: &[(String, String)],
+) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE perf_seed_pending (
+             kind text NOT NULL CHECK (kind IN ('index', 'expect')),
+             rank integer NOT NULL DEFAULT 0,
+             table_name text,
+             name text NOT NULL,
+             sql text NOT NULL,
+             is_constraint boolean NOT NULL DEFAULT false)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO perf_seed_pending (kind, table_name, name, sql, is_constraint)
+         SELECT 'index', * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[])",
+    )
+    .bind(
+        dropped
+            .iter()
+            .map(|ix| ix.table.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        dropped
+            .iter()
+            .map(|ix| ix.index.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(dropped.iter().map(recreate_sql).collect::<Vec<_>>())
+    .bind(
+        dropped
+            .iter()
+            .map(|ix| ix.constraint.is_some())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO perf_seed_pending (kind, name, sql)
+         SELECT 'expect', * FROM unnest($1::text[], $2::text[])",
+    )
+    .bind(
+        fingerprint
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        fingerprint
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// Connections rebuilding indexes (and analyzing) at the same time.
+const REBUILD_WORKERS: usize = 2;
+
+/// Takes the journal's next index (cheapest to claim: `SKIP LOCKED`),
+/// rebuilds it and deletes its row in the same transaction, until none is
+/// left; returns how many it rebuilt.
+async fn rebuild_worker(pool: &PgPool) -> Result<usize> {
+    let mut rebuilt = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let job: Option<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM perf_seed_pending WHERE kind = 'index'
+             ORDER BY rank LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((name, sql)) = job else {
+            return Ok(rebuilt);
+        };
+        for setting in [
+            "SET LOCAL maintenance_work_mem = '1GB'",
+            "SET LOCAL statement_timeout = 0",
+        ] {
+            sqlx::query(setting).execute(&mut *tx).await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| sql.clone())?;
+        sqlx::query("DELETE FROM perf_seed_pending WHERE kind = 'index' AND name = $1")
+            .bind(&name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rebuilt += 1;
+    }
+}
+
+/// Finishes a committed load, if there is one: rebuilds the dropped indexes
+/// on [`REBUILD_WORKERS`] connections (constraints first, as they lock their
+/// table exclusively, then the most expensive first), checks that every
+/// index and constraint is back as it was, analyzes, drops the journal.
+/// Returns the indexes rebuilt.
+async fn finish_load(pool: &PgPool, phases: &mut Phases, resumed: bool) -> Result<Option<usize>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(JOURNAL)
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    // Order the jobs: constraints, then by table size (GIN weighs most).
+    let jobs: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
+        "SELECT name, table_name, sql, is_constraint,
+                (SELECT coalesce(sum(pg_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                 WHERE c.oid = to_regclass(table_name)
+                    OR c.oid IN (SELECT inhrelid FROM pg_inherits
+                                 WHERE inhparent = to_regclass(table_name)))
+         FROM perf_seed_pending WHERE kind = 'index'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut order: Vec<(bool, i64, String)> = jobs
+        .into_iter()
+        .map(|(name, _, sql, is_constraint, bytes)| {
+            let weight = if sql.contains("USING gin") { 10 } else { 1 };
+            (!is_constraint, -(bytes.saturating_mul(weight)), name)
+        })
+        .collect();
+    order.sort();
+    let names: Vec<String> = order.into_iter().map(|(_, _, name)| name).collect();
+    sqlx::query(
+        "UPDATE perf_seed_pending p SET rank = o.rank
+         FROM unnest($1::text[]) WITH ORDINALITY AS o(name, rank)
+         WHERE p.kind = 'index' AND p.name = o.name",
+    )
+    .bind(&names)
+    .execute(pool)
+    .await?;
+
+    let rebuilt: usize =
+        futures::future::try_join_all((0..REBUILD_WORKERS).map(|_| rebuild_worker(pool)))
+            .await?
+            .into_iter()
+            .sum();
+    let expected: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, sql FROM perf_seed_pending WHERE kind = 'expect' ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    let now = schema_fingerprint(&mut conn, &TABLES).await?;
+    drop(conn);
+    if now != expected {
+        let missing: Vec<_> = expected.iter().filter(|e| !now.contains(e)).collect();
+        let extra: Vec<_> = now.iter().filter(|e| !expected.contains(e)).collect();
+        bail!(
+            "the rebuilt indexes differ from the originals (the journal {JOURNAL} is kept):\n\
+             missing: {missing:#?}\nunexpected: {extra:#?}"
+        );
+    }
+    phases.end(if resumed {
+        "resume: create indexes"
+    } else {
+        "create indexes"
+    });
+
+    futures::future::try_join_all(
+        [
+            "ANALYZE audit_logs",
+            "ANALYZE users, user_roles, roles, refresh_tokens",
+        ]
+        .map(|sql| sqlx::query(sql).execute(pool)),
+    )
+    .await?;
+    sqlx::query("DROP TABLE perf_seed_pending")
+        .execute(pool)
+        .await?;
+    phases.end(if resumed {
+        "resume: analyze"
+    } else {
+        "analyze"
+    });
+    Ok(Some(rebuilt))
 }
 
 // ------------------------------------------------------------------ run
@@ -1304,6 +1506,8 @@ impl Phases {
 pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     let mut phases = Phases::new();
     let hash = tokio::spawn(seed_hash());
+    // A load committed by an interrupted run is finished first.
+    finish_load(pool, &mut phases, true).await?;
 
     let mut conn = pool.acquire().await?;
     let superuser: bool =
@@ -1456,9 +1660,8 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     phases.end("generate users");
 
     // Bulk-load mode for the tables that are empty.
-    let tables = ["users", "user_roles", "refresh_tokens", "audit_logs"];
     let mut empty = Vec::new();
-    for table in tables {
+    for table in TABLES {
         let has_rows: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT EXISTS (SELECT FROM {table})"
         )))
@@ -1468,11 +1671,12 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
             empty.push(table);
         }
     }
-    let fingerprint = schema_fingerprint(&mut tx, &tables).await?;
+    let fingerprint = schema_fingerprint(&mut tx, &TABLES).await?;
     let dropped = droppable_indexes(&mut tx, &empty).await?;
     for ix in &dropped {
         drop_index(&mut tx, ix).await?;
     }
+    write_journal(&mut tx, &dropped, &fingerprint).await?;
     report.indexes_rebuilt = dropped.len();
     phases.end("drop indexes");
 
@@ -1558,27 +1762,10 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     report.rows.push(("audit_logs", n));
     phases.end("copy audit_logs");
 
-    for ix in &dropped {
-        create_index(&mut tx, ix).await?;
-    }
-    if !dropped.is_empty() {
-        let after = schema_fingerprint(&mut tx, &tables).await?;
-        if after != fingerprint {
-            bail!(
-                "the rebuilt indexes differ from the originals (nothing was committed):\n\
-                 before: {fingerprint:#?}\nafter: {after:#?}"
-            );
-        }
-    }
-    phases.end("create indexes");
-
-    sqlx::query("ANALYZE users, user_roles, roles, refresh_tokens, audit_logs")
-        .execute(&mut *tx)
-        .await?;
-    phases.end("analyze");
-
     tx.commit().await?;
     phases.end("commit");
+
+    finish_load(pool, &mut phases, false).await?;
     report.phases = phases.done;
     report.total = phases.started.elapsed();
     Ok(report)

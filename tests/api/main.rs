@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod aws;
+mod bench_smoke;
 mod cleanup;
 mod faults;
 mod hostile;

@@ -48,6 +48,15 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
         "empty tables load without their secondary indexes: {shown}"
     );
 
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pg_class WHERE relname = 'perf_seed_pending'"
+        )
+        .await,
+        0,
+        "the load's journal is gone once its indexes are rebuilt"
+    );
     let [users, roles, tokens, audit] = counts(&pool).await;
     assert_eq!(users, 306, "{shown}");
     assert_eq!(count(&pool, REGULAR).await, 300);

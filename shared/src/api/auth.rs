@@ -357,11 +357,22 @@ pub(crate) async fn login(
 
     let ctx = meta.audit(None);
     let Some(user) = users::find_for_login(&state.db.write, login).await? else {
-        // Same work, same answer as a wrong password: no enumeration.
+        // Same work, same answer as a wrong password: no enumeration. The
+        // same hash, and the same statements in one transaction (the counter
+        // update finds no row), so the answer time tells nothing either.
         state.hasher.verify(&password, None).await?;
+        let mut tx = state.db.write.begin().await?;
+        users::record_failed_login(
+            &mut *tx,
+            Uuid::nil(),
+            state.config.lockout_threshold as i32,
+            state.config.lockout_minutes as i32,
+        )
+        .await?;
         let mut event = AuditEvent::about_user(AuditAction::LoginFailed, None);
         event.new_values = Some(json!({"reason": "unknown_login"}));
-        audit::record(&state.db.write, &ctx, &event).await?;
+        audit::record(&mut *tx, &ctx, &event).await?;
+        tx.commit().await?;
         metrics::count(Event::LoginFailure);
         return Err(Error::InvalidCredentials);
     };
@@ -385,7 +396,9 @@ pub(crate) async fn login(
             state.config.lockout_threshold as i32,
             state.config.lockout_minutes as i32,
         )
-        .await?;
+        .await?
+        // Deleted (purged) since it was read: a wrong password all the same.
+        .ok_or(Error::InvalidCredentials)?;
         let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
         event.new_values =
             Some(json!({"reason": "wrong_password", "failed_login_attempts": failed.attempts}));

@@ -104,13 +104,14 @@ pub struct FailedLogin {
 
 /// Counts a failed login atomically (concurrent failures lose no count);
 /// at `threshold` consecutive failures the account is locked for `minutes`.
-/// A lock that has run out starts a new count.
+/// A lock that has run out starts a new count. `None` when no user has `id`
+/// (the unknown-login path runs the same statement, so both take the same time).
 pub async fn record_failed_login(
     conn: impl PgExecutor<'_>,
     id: Uuid,
     threshold: i32,
     minutes: i32,
-) -> sqlx::Result<FailedLogin> {
+) -> sqlx::Result<Option<FailedLogin>> {
     let row = sqlx::query!(
         r#"WITH old AS (SELECT id, locked_until FROM users WHERE id = $1 FOR UPDATE)
            UPDATE users u SET
@@ -130,13 +131,13 @@ pub async fn record_failed_login(
         threshold,
         minutes
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(FailedLogin {
+    Ok(row.map(|row| FailedLogin {
         attempts: row.failed_login_attempts,
         locked_until: row.locked_until,
         just_locked: row.just_locked,
-    })
+    }))
 }
 
 /// Records a successful login: clears the failure count and lock, stamps
