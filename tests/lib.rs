@@ -22,6 +22,19 @@ pub fn test_key_pem() -> &'static str {
     })
 }
 
+/// The URL of the test database behind `pool` (for processes and tools
+/// that connect on their own).
+pub fn database_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("postgres")
+    )
+}
+
 /// Configuration for tests: the contract's defaults, a private outbox.
 pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     let outbox = std::env::temp_dir().join(format!("um-outbox-{}", uuid::Uuid::new_v4()));

@@ -55,14 +55,7 @@ async fn the_http_benchmark_runs_every_route_without_errors(pool: PgPool) {
         assert!(row.latency.p50 > Duration::ZERO);
     }
 
-    let o = pool.connect_options();
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    );
+    let url = tests::database_url(&pool);
     let floors = perf::http_bench::floor(&pool, &url, &[2], Duration::from_secs(1))
         .await
         .unwrap();

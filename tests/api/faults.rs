@@ -10,14 +10,7 @@ use tests::{TestApp, assert_problem};
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_slow_statement_is_cut_and_answered_503(pool: PgPool) {
-    let o = pool.connect_options();
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    );
+    let url = tests::database_url(&pool);
     let setup = TestApp::new(pool.clone());
     let alice = setup.register("alice").await;
     // The application's own pools, with a 300 ms statement timeout.

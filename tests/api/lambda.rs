@@ -10,20 +10,9 @@ use sqlx::PgPool;
 use tests::emulator::{Function, apigw_event, response_body as body};
 use tests::{STRONG_PASSWORD, test_key_pem};
 
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
-}
-
 fn env(pool: &PgPool) -> Vec<(&'static str, String)> {
     vec![
-        ("DATABASE_URL", database_url(pool)),
+        ("DATABASE_URL", tests::database_url(pool)),
         ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
         ("ARGON2_MEMORY_KIB", "1024".into()),
         ("ARGON2_ITERATIONS", "1".into()),

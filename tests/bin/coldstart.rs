@@ -57,6 +57,31 @@ async fn cold(name: &str, env: &[(&str, String)], event: &Value) -> Result<Durat
     Ok(median(times))
 }
 
+/// Wall and CPU time per invocation over `n` calls of `event`.
+#[derive(Debug, Clone, Copy, Default)]
+struct PerCall {
+    n: u32,
+    wall: Duration,
+    cpu: Duration,
+}
+
+async fn per_call(
+    f: &Function,
+    n: u32,
+    mut event: impl FnMut(&Value) -> Value,
+    status: u64,
+) -> Result<(PerCall, Value)> {
+    let cpu0 = f.cpu_time().unwrap_or_default();
+    let t0 = Instant::now();
+    let mut last = Value::Null;
+    for _ in 0..n {
+        last = call(f, event(&last), status).await?;
+    }
+    let wall = t0.elapsed() / n;
+    let cpu = f.cpu_time().unwrap_or_default().saturating_sub(cpu0) / n;
+    Ok((PerCall { n, wall, cpu }, last))
+}
+
 async fn call(f: &Function, event: Value, status: u64) -> Result<Value> {
     let answer = f.invoke(event).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if answer["statusCode"] != status {
@@ -133,19 +158,24 @@ async fn main() -> Result<()> {
         Some(json!({"login": name, "password": PASSWORD})),
         None,
     );
-    let mut pair = Value::Null;
-    for _ in 0..100 {
-        pair = call(&auth, login.clone(), 200).await?;
-    }
-    for _ in 0..300 {
-        let refresh = apigw_event(
-            "POST",
-            "/v1/auth/refresh",
-            Some(json!({"refresh_token": pair["refresh_token"]})),
-            None,
-        );
-        pair = call(&auth, refresh, 200).await?;
-    }
+    let (logins, pair) = per_call(&auth, 100, |_| login.clone(), 200).await?;
+    let mut current = pair;
+    let (refreshes, pair) = per_call(
+        &auth,
+        300,
+        |last| {
+            let token = if last.is_null() { &current } else { last };
+            apigw_event(
+                "POST",
+                "/v1/auth/refresh",
+                Some(json!({"refresh_token": token["refresh_token"]})),
+                None,
+            )
+        },
+        200,
+    )
+    .await?;
+    current = pair.clone();
     let auth_rss = auth.peak_rss_kib();
     drop(auth);
     let user_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
@@ -159,30 +189,18 @@ async fn main() -> Result<()> {
     .bind(user_id)
     .execute(&pool)
     .await?;
-    let token = pair["access_token"]
+    let token = current["access_token"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let users = Function::start("users", &env).await;
-    for _ in 0..500 {
-        call(
-            &users,
-            apigw_event("GET", "/v1/users/me", None, Some(&token)),
-            200,
-        )
-        .await?;
-    }
+    let me_event = apigw_event("GET", "/v1/users/me", None, Some(&token));
+    let (me, _) = per_call(&users, 500, |_| me_event.clone(), 200).await?;
     let users_rss = users.peak_rss_kib();
     drop(users);
     let admin = Function::start("admin", &env).await;
-    for _ in 0..300 {
-        call(
-            &admin,
-            apigw_event("GET", "/v1/admin/users?limit=50", None, Some(&token)),
-            200,
-        )
-        .await?;
-    }
+    let list_event = apigw_event("GET", "/v1/admin/users?limit=50", None, Some(&token));
+    let (list, _) = per_call(&admin, 300, |_| list_event.clone(), 200).await?;
     let admin_rss = admin.peak_rss_kib();
     drop(admin);
     let cleanup = Function::start("cleanup", &env).await;
@@ -219,6 +237,18 @@ async fn main() -> Result<()> {
             rss.unwrap_or(0) as f64 / 1024.0,
             size as f64 / 1e6
         );
+    }
+    println!(
+        "\n| invocation (warm, one at a time, as Lambda runs them) | count | wall ms per call (billed duration) | CPU ms per call |"
+    );
+    println!("|---|---|---|---|");
+    for (what, p) in [
+        ("auth: POST /v1/auth/login (Argon2id 19 MiB, t=2)", logins),
+        ("auth: POST /v1/auth/refresh", refreshes),
+        ("users: GET /v1/users/me", me),
+        ("admin: GET /v1/admin/users?limit=50", list),
+    ] {
+        println!("| {what} | {} | {} | {} |", p.n, ms(p.wall), ms(p.cpu));
     }
     eprintln!("(load part took {load_time:?})");
     Ok(())

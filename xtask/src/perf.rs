@@ -38,16 +38,7 @@ pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 
 /// Runs `psql -c sql` on the server's `postgres` database.
 pub fn psql(pg: &Postgres, sql: &str) -> Result<()> {
-    let status = Command::new("psql")
-        .arg(pg.url("postgres"))
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .context("running psql")?;
-    if !status.success() {
-        bail!("psql failed on: {sql}");
-    }
-    Ok(())
+    psql_on(&pg.url("postgres"), sql)
 }
 
 /// An empty database `name` (dropped first if it exists).
@@ -319,10 +310,11 @@ pub fn bench(args: &[String]) -> Result<()> {
 /// Where the generated part of BENCHMARKS.md ends.
 const CAPACITY_MARKER: &str = "<!-- generated above; the capacity model below is kept -->";
 
+/// Runs `psql -c sql` on the database at `url`.
 fn psql_on(url: &str, sql: &str) -> Result<()> {
     let status = Command::new("psql")
         .arg(url)
-        .args(["-q", "-c", sql])
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .stdout(Stdio::null())
         .status()
         .context("running psql")?;
