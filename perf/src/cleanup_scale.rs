@@ -36,6 +36,9 @@ const APP: &str = "perf-cleanup-scale";
 /// Time between two samples of `pg_stat_activity`.
 const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 
+/// How long the run may take before it is cancelled (five times the goal).
+pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+
 /// Goals: the whole run, and the longest lock.
 pub const GOAL_TOTAL: Duration = Duration::from_secs(60);
 pub const GOAL_LONGEST_LOCK: Duration = Duration::from_secs(1);
@@ -50,12 +53,27 @@ pub struct Longest {
     pub query: String,
 }
 
+/// The transactions of one statement of the job.
+#[derive(Debug, Clone, Default)]
+pub struct StatementTimes {
+    /// The statement, whitespace collapsed, shortened.
+    pub statement: String,
+    pub transactions: usize,
+    /// The longest (an upper bound unless every one was timed exactly).
+    pub longest: Duration,
+    /// The sum of their durations (bounds included).
+    pub total: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct CleanupScale {
     /// What a dry run found before (the backlog).
     pub backlog: CleanupReport,
-    /// What the run did.
+    /// What the run did (when it did not finish: the dry runs' difference).
     pub report: CleanupReport,
+    /// The run finished within [`TIME_LIMIT`] (else it was cancelled: the
+    /// batch in progress rolled back, those before it stay done).
+    pub finished: bool,
     /// What a dry run finds after.
     pub remaining: CleanupReport,
     /// The batch size used.
@@ -64,6 +82,8 @@ pub struct CleanupScale {
     pub total: Duration,
     /// The longest transaction (= longest lock held) of the run.
     pub longest: Longest,
+    /// Per statement of the job, in order of total time.
+    pub statements: Vec<StatementTimes>,
     /// Transactions of the job the sampler saw, and how many exactly.
     pub transactions_seen: usize,
     pub transactions_exact: usize,
@@ -73,7 +93,7 @@ pub struct CleanupScale {
 
 impl CleanupScale {
     pub fn total_met(&self) -> bool {
-        self.total < GOAL_TOTAL
+        self.finished && self.total < GOAL_TOTAL
     }
 
     pub fn lock_met(&self) -> bool {
@@ -86,8 +106,13 @@ impl CleanupScale {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| category | backlog (dry run before) | cleaned | left (dry run after) |\n\
-             |---|---|---|---|"
+            "| category | backlog (dry run before) | cleaned{} | left (dry run after) |\n\
+             |---|---|---|---|",
+            if self.finished {
+                ""
+            } else {
+                " (before − after: the run was cancelled)"
+            }
         );
         let rows = [
             (
@@ -145,9 +170,14 @@ impl CleanupScale {
         let _ = writeln!(
             out,
             "\n| measure | value | goal | met |\n|---|---|---|---|\n\
-             | total run time (batch {}) | {:.2} s | < {} s | {} |\n\
+             | total run time (batch {}){} | {:.2} s | < {} s | {} |\n\
              | longest lock (longest batch transaction{}) | {:.1} ms | < {} ms | {} |",
             self.batch,
+            if self.finished {
+                String::new()
+            } else {
+                format!(", cancelled after {} s", TIME_LIMIT.as_secs())
+            },
             self.total.as_secs_f64(),
             GOAL_TOTAL.as_secs(),
             yes(self.total_met()),
@@ -175,7 +205,30 @@ impl CleanupScale {
             self.samples,
             SAMPLE_EVERY.as_millis()
         );
+        let _ = writeln!(
+            out,
+            "\n| statement | transactions | longest (ms) | total (s) |\n|---|---|---|---|"
+        );
+        for st in &self.statements {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {:.1} | {:.2} |",
+                st.statement,
+                st.transactions,
+                st.longest.as_secs_f64() * 1e3,
+                st.total.as_secs_f64()
+            );
+        }
         out
+    }
+}
+
+/// A statement's text, whitespace collapsed, at most 140 characters.
+fn statement_key(query: &str) -> String {
+    let collapsed = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.char_indices().nth(140) {
+        Some((at, _)) => format!("{}…", &collapsed[..at]),
+        None => collapsed,
     }
 }
 
@@ -202,6 +255,7 @@ struct Tracker {
     /// Per backend: the start of the last transaction timed (not twice).
     timed: HashMap<i32, DateTime<Utc>>,
     longest: Longest,
+    statements: HashMap<String, StatementTimes>,
     seen: usize,
     exact: usize,
     samples: usize,
@@ -218,6 +272,12 @@ impl Tracker {
         if exact {
             self.exact += 1;
         }
+        let key = statement_key(query);
+        let st = self.statements.entry(key.clone()).or_default();
+        st.statement = key;
+        st.transactions += 1;
+        st.longest = st.longest.max(d);
+        st.total += d;
         if d > self.longest.duration {
             self.longest = Longest {
                 duration: d,
@@ -309,12 +369,27 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
     };
 
     let started = Instant::now();
-    let result = cleanup::run(&job_pool, false, batch).await;
+    let outcome = tokio::time::timeout(TIME_LIMIT, cleanup::run(&job_pool, false, batch)).await;
     let total = started.elapsed();
+    let finished = match outcome {
+        Ok(result) => Some(result.context("the cleanup run")),
+        Err(_) => {
+            // Out of time: cancel the job's statement in progress.
+            sqlx::query(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = $1 AND state <> 'idle'",
+            )
+            .bind(APP)
+            .execute(pool)
+            .await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    };
     stop.store(true, Ordering::Release);
     let mut tracker = sampler.await??;
-    let report = result.context("the cleanup run")?;
     job_pool.close().await;
+    let report = finished.transpose()?;
     // Transactions still open at the last sample ended before the job returned.
     let ended = Utc::now();
     for (pid, open) in std::mem::take(&mut tracker.open) {
@@ -324,13 +399,44 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
     let remaining = cleanup::run(pool, true, batch)
         .await
         .context("the dry run after")?;
+    let difference = |before: i64, after: i64| (before - after).max(0);
+    let finished = report.is_some();
+    let report = report.unwrap_or_else(|| CleanupReport {
+        dry_run: false,
+        deleted_refresh_tokens: difference(
+            backlog.deleted_refresh_tokens,
+            remaining.deleted_refresh_tokens,
+        ),
+        deleted_password_reset_tokens: difference(
+            backlog.deleted_password_reset_tokens,
+            remaining.deleted_password_reset_tokens,
+        ),
+        deleted_email_verification_tokens: difference(
+            backlog.deleted_email_verification_tokens,
+            remaining.deleted_email_verification_tokens,
+        ),
+        deleted_rate_limits: difference(backlog.deleted_rate_limits, remaining.deleted_rate_limits),
+        anonymized_users: difference(backlog.anonymized_users, remaining.anonymized_users),
+        retention_expired_users: difference(
+            backlog.retention_expired_users,
+            remaining.retention_expired_users,
+        ),
+        partitions_created: difference(backlog.partitions_created, remaining.partitions_created),
+        partitions_dropped: difference(backlog.partitions_dropped, remaining.partitions_dropped),
+    });
     Ok(CleanupScale {
         backlog,
         report,
+        finished,
         remaining,
         batch,
         total,
         longest: tracker.longest,
+        statements: {
+            let mut all: Vec<StatementTimes> = tracker.statements.into_values().collect();
+            all.sort_by_key(|st| std::cmp::Reverse(st.total));
+            all
+        },
         transactions_seen: tracker.seen,
         transactions_exact: tracker.exact,
         samples: tracker.samples,

@@ -260,6 +260,7 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
     // ---------------------------------------------------------- cleanup
     let scale = cleanup_scale::run(&pool).await.unwrap();
     let shown = scale.markdown();
+    assert!(scale.finished, "{shown}");
     assert_eq!(scale.backlog.deleted_refresh_tokens, 400, "{shown}");
     assert_eq!(scale.report.deleted_refresh_tokens, 400, "{shown}");
     assert_eq!(

@@ -700,3 +700,28 @@ async fn migrations_round_trip_without_residue(pool: PgPool) -> TestResult {
     assert_eq!(again, applied);
     Ok(())
 }
+
+/// Every foreign key has an index whose leading columns are the key's: without
+/// one, deleting or re-keying a referenced row scans the referencing table
+/// once per row (FIX 11: `refresh_tokens.replaced_by` made the cleanup's
+/// batched token delete quadratic).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_foreign_key_is_indexed(pool: PgPool) -> TestResult {
+    let unindexed: Vec<String> = sqlx::query_scalar(
+        "SELECT c.conrelid::regclass || '(' || c.conname || ')'
+         FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_index i
+               WHERE i.indrelid = c.conrelid
+                 AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey)
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert!(
+        unindexed.is_empty(),
+        "foreign keys without an index: {unindexed:?}"
+    );
+    Ok(())
+}
