@@ -324,9 +324,35 @@ impl Tracker {
     }
 }
 
+/// The cleanup job's advisory lock key (`LOCK_KEY` of shared::jobs::cleanup,
+/// "USERCLNU"), as `pg_locks` shows it: high and low 32 bits.
+const JOB_LOCK: (i64, i64) = (0x5553_4552, 0x434c_4e55);
+
+/// A backend other than ours holding the cleanup job's lock: a run (or a
+/// dry run) in progress, in which case a run of ours would do nothing.
+async fn lock_holder(pool: &PgPool) -> Result<Option<i32>> {
+    Ok(sqlx::query_scalar(
+        "SELECT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND objsubid = 1
+           AND classid = $1::bigint::oid AND objid = $2::bigint::oid
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         LIMIT 1",
+    )
+    .bind(JOB_LOCK.0)
+    .bind(JOB_LOCK.1)
+    .fetch_optional(pool)
+    .await?)
+}
+
 /// Runs the cleanup on the (seeded) database and measures it.
 pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
     let batch = DEFAULT_BATCH;
+    if let Some(pid) = lock_holder(pool).await? {
+        anyhow::bail!(
+            "backend {pid} holds the cleanup job's advisory lock (a cleanup is running): \
+             a run now would do nothing; try again when it is done"
+        );
+    }
     let backlog = cleanup::run(pool, true, batch)
         .await
         .context("the dry run before")?;
@@ -338,6 +364,9 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
         .await
         .context("connecting the job's pool")?;
 
+    if let Some(pid) = lock_holder(pool).await? {
+        anyhow::bail!("backend {pid} took the cleanup job's advisory lock before our run");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (pool, stop) = (pool.clone(), stop.clone());
@@ -399,6 +428,19 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
     let remaining = cleanup::run(pool, true, batch)
         .await
         .context("the dry run after")?;
+    if let Some(done) = &report {
+        let to_do = backlog.deleted_refresh_tokens
+            + backlog.anonymized_users
+            + backlog.retention_expired_users;
+        let did =
+            done.deleted_refresh_tokens + done.anonymized_users + done.retention_expired_users;
+        if to_do > 0 && did == 0 {
+            anyhow::bail!(
+                "the cleanup run did nothing although a backlog was there: another run held \
+                 its advisory lock"
+            );
+        }
+    }
     let difference = |before: i64, after: i64| (before - after).max(0);
     let finished = report.is_some();
     let report = report.unwrap_or_else(|| CleanupReport {

@@ -1265,9 +1265,9 @@ fn recreate_sql(ix: &IndexDef) -> String {
 
 // ------------------------------------------------------------- journal
 
-/// The journal of a bulk load: the indexes still to rebuild (`index` rows)
-/// and every index and constraint definition of the loaded tables as they
-/// must end up (`expect` rows). Written in the loading transaction, so it
+/// The journal of a bulk load: the indexes still to rebuild (`index` rows),
+/// every index and constraint definition of the loaded tables as they must
+/// end up (`expect` rows) and the tables to analyze (`analyze` rows). Written in the loading transaction, so it
 /// commits with the data and the dropped indexes; emptied as indexes are
 /// rebuilt; dropped once they are checked and the tables analyzed. A run
 /// interrupted after the load committed is finished by the next one.
@@ -1283,7 +1283,7 @@ async fn write_journal(
 ) -> Result<()> {
     sqlx::query(
         "CREATE TABLE perf_seed_pending (
-             kind text NOT NULL CHECK (kind IN ('index', 'expect')),
+             kind text NOT NULL CHECK (kind IN ('index', 'expect', 'analyze')),
              rank integer NOT NULL DEFAULT 0,
              table_name text,
              name text NOT NULL,
@@ -1341,17 +1341,18 @@ async fn write_journal(
 /// Connections rebuilding indexes (and analyzing) at the same time.
 const REBUILD_WORKERS: usize = 2;
 
-/// Takes the journal's next index (cheapest to claim: `SKIP LOCKED`),
-/// rebuilds it and deletes its row in the same transaction, until none is
-/// left; returns how many it rebuilt.
-async fn rebuild_worker(pool: &PgPool) -> Result<usize> {
+/// Takes the journal's next job of `kind` (`index` or `analyze`; claimed
+/// with `SKIP LOCKED`), runs it and deletes its row in the same transaction,
+/// until none is left; returns how many it ran.
+async fn journal_worker(pool: &PgPool, kind: &str) -> Result<usize> {
     let mut rebuilt = 0;
     loop {
         let mut tx = pool.begin().await?;
         let job: Option<(String, String)> = sqlx::query_as(
-            "SELECT name, sql FROM perf_seed_pending WHERE kind = 'index'
+            "SELECT name, sql FROM perf_seed_pending WHERE kind = $1
              ORDER BY rank LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
+        .bind(kind)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((name, sql)) = job else {
@@ -1367,7 +1368,8 @@ async fn rebuild_worker(pool: &PgPool) -> Result<usize> {
             .execute(&mut *tx)
             .await
             .with_context(|| sql.clone())?;
-        sqlx::query("DELETE FROM perf_seed_pending WHERE kind = 'index' AND name = $1")
+        sqlx::query("DELETE FROM perf_seed_pending WHERE kind = $1 AND name = $2")
+            .bind(kind)
             .bind(&name)
             .execute(&mut *tx)
             .await?;
@@ -1419,7 +1421,7 @@ async fn finish_load(pool: &PgPool, phases: &mut Phases, resumed: bool) -> Resul
     .await?;
 
     let rebuilt: usize =
-        futures::future::try_join_all((0..REBUILD_WORKERS).map(|_| rebuild_worker(pool)))
+        futures::future::try_join_all((0..REBUILD_WORKERS).map(|_| journal_worker(pool, "index")))
             .await?
             .into_iter()
             .sum();
@@ -1445,14 +1447,8 @@ async fn finish_load(pool: &PgPool, phases: &mut Phases, resumed: bool) -> Resul
         "create indexes"
     });
 
-    futures::future::try_join_all(
-        [
-            "ANALYZE audit_logs",
-            "ANALYZE users, user_roles, roles, refresh_tokens",
-        ]
-        .map(|sql| sqlx::query(sql).execute(pool)),
-    )
-    .await?;
+    futures::future::try_join_all((0..REBUILD_WORKERS).map(|_| journal_worker(pool, "analyze")))
+        .await?;
     sqlx::query("DROP TABLE perf_seed_pending")
         .execute(pool)
         .await?;
@@ -1677,6 +1673,21 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         drop_index(&mut tx, ix).await?;
     }
     write_journal(&mut tx, &dropped, &fingerprint).await?;
+    // The tables' sizes before (planner estimates), to skip analyzing a table
+    // that grew by less than a tenth (autovacuum's default threshold).
+    let mut before_estimates = Vec::new();
+    for table in TABLES {
+        let estimate: f64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(reltuples) FILTER (WHERE reltuples >= 0), -1)::float8
+             FROM pg_class
+             WHERE oid = to_regclass($1)::oid AND relkind = 'r'
+                OR oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass($1)::oid)",
+        )
+        .bind(table)
+        .fetch_one(&mut *tx)
+        .await?;
+        before_estimates.push((table, estimate));
+    }
     report.indexes_rebuilt = dropped.len();
     phases.end("drop indexes");
 
@@ -1760,6 +1771,24 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     let chunks = encode_in_background(events, move |b, e| encode_event(b, e, &ctx));
     let n = copy_in(&mut tx, COPY_AUDIT, chunks).await?;
     report.rows.push(("audit_logs", n));
+
+    // What to analyze once the indexes are back (largest first).
+    let mut analyze = vec![("roles", 4)];
+    for (rank, (table, before)) in before_estimates.into_iter().rev().enumerate() {
+        let added = report.added(table) as f64;
+        if added > 0.0 && (before <= 0.0 || added * 10.0 >= before) {
+            analyze.push((table, rank as i32));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO perf_seed_pending (kind, rank, name, sql)
+         SELECT 'analyze', r, t, 'ANALYZE ' || quote_ident(t)
+         FROM unnest($1::text[], $2::int[]) AS a(t, r)",
+    )
+    .bind(analyze.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+    .bind(analyze.iter().map(|(_, r)| *r).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
     phases.end("copy audit_logs");
 
     tx.commit().await?;

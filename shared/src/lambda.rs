@@ -29,6 +29,10 @@ async fn init_state() -> anyhow::Result<AppState> {
 
 async fn init_db() -> anyhow::Result<crate::db::Db> {
     let mut config = Config::from_env()?;
+    // The job's statements are bounded batches, but its dry-run counts scan
+    // whole tables: the API's 5-second statement limit (meant for requests
+    // under API Gateway's 29 s) would cancel them on a large database.
+    config.db_statement_timeout = config.db_statement_timeout.max(CLEANUP_STATEMENT_TIMEOUT);
     telemetry::init(config.log_format);
     if crate::aws::needed(&config) {
         let sdk = crate::aws::sdk_config().await;
@@ -36,6 +40,9 @@ async fn init_db() -> anyhow::Result<crate::db::Db> {
     }
     Ok(crate::db::Db::connect_lazy(&config)?)
 }
+
+/// The cleanup function's statement limit (Lambda allows it 15 minutes).
+const CLEANUP_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Runs the cleanup function: the pool is built once; each invocation (the
 /// EventBridge schedule, or `{"dry_run": true}` by hand) runs the job.

@@ -291,6 +291,25 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
         8
     );
 
+    // While another cleanup holds the job's lock, a measurement would time a
+    // run that does nothing: it is refused.
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(0x5553_4552_434c_4e55_i64)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let refused = cleanup_scale::run(&pool).await;
+    assert!(
+        refused.is_err(),
+        "measured a run that could not take the lock"
+    );
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    drop(holder);
+
     // Seeding again refills the backlog the cleanup consumed, nothing else.
     let refill = seed::run(&pool, &more).await.unwrap();
     assert_eq!((refill.backlog_users, refill.backlog_tokens), (8, 400));
