@@ -10,10 +10,10 @@
 //! `pg_stat_activity` every few milliseconds and measures each transaction
 //! of the job's backends:
 //!
-//! - seen idle afterwards: exactly `state_change - query_start` (the backend
+//! - seen idle afterwards: exactly `state_change - xact_start` (the backend
 //!   reports when its last statement ended);
-//! - otherwise: at most `next query_start - query_start` (the next statement on
-//!   the same backend cannot start before this one committed);
+//! - otherwise: at most `next xact_start - xact_start` (the next transaction
+//!   on the same backend cannot start before this one committed);
 //!
 //! so the reported longest transaction is an upper bound, exact for most
 //! batches; a transaction never sampled at all was shorter than the sampling
@@ -232,19 +232,25 @@ fn statement_key(query: &str) -> String {
     }
 }
 
-/// A row of `pg_stat_activity` for one of the job's backends.
+/// A row of `pg_stat_activity` for one of the job's backends: pid, state,
+/// xact_start, query_start, state_change, query.
 type Activity = (
     i32,
     Option<String>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
     String,
 );
 
-/// The statement (= transaction) a backend was last seen running.
+/// The transaction a backend was last seen running.
 #[derive(Debug, Clone)]
 struct Open {
+    /// `xact_start`: when it began (its locks are held from then on).
     start: DateTime<Utc>,
+    /// `query_start` of its statement as last seen (a bound statement is
+    /// reported once at Bind and again at Execute, in one transaction).
+    query_start: DateTime<Utc>,
     query: String,
 }
 
@@ -252,8 +258,9 @@ struct Open {
 struct Tracker {
     /// Per backend: the transaction seen running, not yet timed.
     open: HashMap<i32, Open>,
-    /// Per backend: the start of the last transaction timed (not twice).
-    timed: HashMap<i32, DateTime<Utc>>,
+    /// Per backend: `query_start` of the last statement timed from an idle
+    /// row (an idle backend shows the same one sample after sample).
+    last_idle: HashMap<i32, DateTime<Utc>>,
     longest: Longest,
     statements: HashMap<String, StatementTimes>,
     seen: usize,
@@ -266,8 +273,7 @@ fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
 }
 
 impl Tracker {
-    fn finish(&mut self, pid: i32, start: DateTime<Utc>, d: Duration, exact: bool, query: &str) {
-        self.timed.insert(pid, start);
+    fn finish(&mut self, d: Duration, exact: bool, query: &str) {
         self.seen += 1;
         if exact {
             self.exact += 1;
@@ -287,38 +293,63 @@ impl Tracker {
         }
     }
 
-    /// One sample: `(pid, state, query_start, state_change, query)` per backend.
-    /// Each statement of the job is its own transaction, so `query_start` is
-    /// its transaction's start.
+    /// One sample of the job's backends. Each statement of the job runs in a
+    /// transaction of its own.
     fn observe(&mut self, rows: &[Activity]) {
         self.samples += 1;
-        for (pid, state, query_start, state_change, query) in rows {
+        for (pid, state, xact_start, query_start, state_change, query) in rows {
             let pid = *pid;
-            let Some(start) = *query_start else {
+            if state.as_deref() == Some("idle") {
+                // The last statement ended at state_change.
+                let (Some(started), Some(ended)) = (*query_start, *state_change) else {
+                    continue;
+                };
+                if self.last_idle.get(&pid) == Some(&started) {
+                    continue; // timed already
+                }
+                self.last_idle.insert(pid, started);
+                match self.open.remove(&pid) {
+                    // The transaction seen running: exact, from its start.
+                    Some(open) if open.query_start == started => {
+                        self.finish(span(open.start, ended), true, query);
+                    }
+                    // Another one, which ended before this statement began.
+                    Some(open) => {
+                        self.finish(span(open.start, started), false, &open.query);
+                        self.finish(span(started, ended), true, query);
+                    }
+                    None => self.finish(span(started, ended), true, query),
+                }
+                continue;
+            }
+            let (Some(start), Some(query_start)) = (xact_start.or(*query_start), *query_start)
+            else {
                 continue;
             };
-            let already = self.timed.get(&pid) == Some(&start);
-            // A different transaction seen before on this backend ended before
-            // this one started.
-            if let Some(open) = self.open.get(&pid).cloned()
-                && open.start != start
-            {
-                self.open.remove(&pid);
-                self.finish(pid, open.start, span(open.start, start), false, &open.query);
-            }
-            if state.as_deref() == Some("idle") {
-                // Ended at state_change: exact.
-                self.open.remove(&pid);
-                if let Some(ended) = *state_change
-                    && !already
-                {
-                    self.finish(pid, start, span(start, ended), true, query);
+            match self.open.get_mut(&pid) {
+                Some(open) if open.start == start => open.query_start = query_start,
+                Some(open) => {
+                    // A new transaction: the previous one ended before it began.
+                    let previous = std::mem::replace(
+                        open,
+                        Open {
+                            start,
+                            query_start,
+                            query: query.clone(),
+                        },
+                    );
+                    self.finish(span(previous.start, start), false, &previous.query);
                 }
-            } else if !already {
-                self.open.entry(pid).or_insert_with(|| Open {
-                    start,
-                    query: query.clone(),
-                });
+                None => {
+                    self.open.insert(
+                        pid,
+                        Open {
+                            start,
+                            query_start,
+                            query: query.clone(),
+                        },
+                    );
+                }
             }
         }
     }
@@ -376,7 +407,7 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
             let mut last = false;
             loop {
                 let rows: Vec<Activity> = sqlx::query_as(
-                    "SELECT pid, state, query_start, state_change, query
+                    "SELECT pid, state, xact_start, query_start, state_change, query
                      FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
                 )
                 .bind(APP)
@@ -421,8 +452,8 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
     let report = finished.transpose()?;
     // Transactions still open at the last sample ended before the job returned.
     let ended = Utc::now();
-    for (pid, open) in std::mem::take(&mut tracker.open) {
-        tracker.finish(pid, open.start, span(open.start, ended), false, &open.query);
+    for (_, open) in std::mem::take(&mut tracker.open) {
+        tracker.finish(span(open.start, ended), false, &open.query);
     }
 
     let remaining = cleanup::run(pool, true, batch)
@@ -483,4 +514,50 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
         transactions_exact: tracker.exact,
         samples: tracker.samples,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms)
+    }
+
+    fn row(state: &str, xact: Option<i64>, query: i64, change: i64, sql: &str) -> Activity {
+        (
+            7,
+            Some(state.to_string()),
+            xact.and_then(at),
+            at(query),
+            at(change),
+            sql.to_string(),
+        )
+    }
+
+    #[test]
+    fn transactions_are_timed_exactly_or_bounded_by_the_next() {
+        let mut t = Tracker::default();
+        // Bind, then Execute, of one transaction; then it ends (idle).
+        t.observe(&[row("active", Some(0), 0, 0, "DELETE a")]);
+        t.observe(&[row("active", Some(0), 1, 1, "DELETE a")]);
+        t.observe(&[row("idle", None, 1, 300, "DELETE a")]);
+        t.observe(&[row("idle", None, 1, 300, "DELETE a")]);
+        assert_eq!((t.seen, t.exact), (1, 1));
+        assert_eq!(t.longest.duration, Duration::from_millis(300));
+        assert!(t.longest.exact);
+        // Seen running, then the next one already running: bounded.
+        t.observe(&[row("active", Some(1000), 1000, 1000, "DELETE b")]);
+        t.observe(&[row("active", Some(1500), 1500, 1500, "DELETE b")]);
+        assert_eq!((t.seen, t.exact), (2, 1));
+        assert_eq!(t.longest.duration, Duration::from_millis(500));
+        assert!(!t.longest.exact);
+        // Its end missed, the one after ended: bounded, then exact.
+        t.observe(&[row("idle", None, 2000, 2100, "UPDATE c")]);
+        assert_eq!((t.seen, t.exact), (4, 2));
+        let b = &t.statements[&statement_key("DELETE b")];
+        assert_eq!(b.transactions, 2);
+        assert_eq!(b.longest, Duration::from_millis(500));
+        assert_eq!(b.total, Duration::from_millis(1000));
+    }
 }
