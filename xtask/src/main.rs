@@ -235,27 +235,29 @@ fn openapi() -> Result<()> {
     Ok(())
 }
 
+/// `true` when `program --version` runs and succeeds.
+pub(crate) fn answers(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `pip install --quiet packages` (the Python tools CI needs).
+pub(crate) fn pip_install(packages: &[&str]) -> Result<()> {
+    run(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(packages),
+        &format!("installing {} (PyPI)", packages.join(", ")),
+    )
+}
+
 /// `cfn-lint` and `sam validate --lint` on template.yaml (installed from PyPI if missing).
 fn lint_template() -> Result<()> {
-    let have = |program: &str| {
-        Command::new(program)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if !have("cfn-lint") || !have("sam") {
-        run(
-            Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "cfn-lint",
-                "aws-sam-cli",
-            ]),
-            "installing cfn-lint and aws-sam-cli (PyPI)",
-        )?;
+    if !answers("cfn-lint") || !answers("sam") {
+        pip_install(&["cfn-lint", "aws-sam-cli"])?;
     }
     run(
         Command::new("cfn-lint")

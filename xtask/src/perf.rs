@@ -358,22 +358,8 @@ fn date() -> String {
 /// schemathesis (PyPI) against the local server: every operation of
 /// openapi.json, a bounded number of examples each, with an admin's token.
 pub fn schemathesis(pg: &Postgres, redis_url: &str) -> Result<()> {
-    let have = Command::new("schemathesis")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        run(
-            Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "schemathesis==4.32.5",
-            ]),
-            "installing schemathesis (PyPI)",
-        )?;
+    if !crate::answers("schemathesis") {
+        crate::pip_install(&["schemathesis==4.32.5"])?;
     }
     let url = fresh_database(pg, "um_schemathesis")?;
     let mut env = LIFTED_LIMITS.to_vec();
