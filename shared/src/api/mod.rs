@@ -48,8 +48,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn openapi_document() -> impl axum::response::IntoResponse {
+    // Built once per process: the document does not change while it runs.
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(openapi::json);
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        openapi::json(),
+        DOCUMENT.as_str(),
     )
 }
