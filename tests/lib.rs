@@ -92,6 +92,22 @@ pub struct TestApp {
     pub client: std::net::SocketAddr,
 }
 
+/// The role the auth, users and admin functions connect as.
+pub const APP_ROLE: &str = "user_management_app";
+
+/// A pool on `pool`'s database whose connections act as [`APP_ROLE`].
+pub fn app_pool(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET ROLE user_management_app").await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 fn random_client() -> std::net::SocketAddr {
     let b = uuid::Uuid::new_v4().into_bytes();
     std::net::SocketAddr::from(([10, b[0], b[1], b[2]], 40000))
@@ -102,8 +118,13 @@ impl TestApp {
         Self::with_config(pool, &[])
     }
 
+    /// The app runs as the API functions do in AWS: connected as the
+    /// `user_management_app` role, which cannot alter the audit trail; so
+    /// every test also proves that role's grants suffice. `pool` (the
+    /// owner's) stays for the tests' own setup and checks.
     pub fn with_config(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
-        let state = match AppState::with_db(test_config(overrides), Db::from_pool(pool.clone())) {
+        let state = match AppState::with_db(test_config(overrides), Db::from_pool(app_pool(&pool)))
+        {
             Ok(state) => state,
             Err(err) => panic!("building the test state failed: {err:#}"),
         };

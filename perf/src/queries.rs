@@ -95,7 +95,11 @@ pub const CALLER_SQL: &str = r#"SELECT status AS "status: UserStatus", deleted_a
                   ARRAY(SELECT DISTINCT p FROM user_roles ur
                         JOIN roles r ON r.id = ur.role_id,
                         jsonb_array_elements_text(r.permissions) p
-                        WHERE ur.user_id = u.id)::text[] AS "permissions!"
+                        WHERE ur.user_id = u.id)::text[] AS "permissions!",
+                  EXISTS (SELECT 1 FROM refresh_tokens t
+                          WHERE t.session_id = $2 AND t.user_id = u.id
+                            AND t.revoked_at IS NULL AND t.expires_at > now()
+                            AND t.session_expires_at > now()) AS "session_live!"
            FROM users u WHERE id = $1"#;
 
 /// `shared::db::sessions::find_by_hash`.
@@ -423,7 +427,7 @@ async fn call(pool: &PgPool, class: Class, keys: &Keys, i: usize) -> Result<usiz
                 .is_some(),
         ),
         Class::Caller => usize::from(
-            users::caller(pool, pick(&keys.users, i)?.id)
+            users::caller(pool, pick(&keys.users, i)?.id, uuid::Uuid::nil())
                 .await?
                 .is_some(),
         ),
@@ -478,6 +482,7 @@ async fn explain(pool: &PgPool, class: Class, keys: &Keys, i: usize) -> Result<V
         Class::Caller => {
             sqlx::query_scalar(by_sql(CALLER_SQL))
                 .bind(pick(&keys.users, i)?.id)
+                .bind(uuid::Uuid::nil())
                 .fetch_one(pool)
                 .await?
         }

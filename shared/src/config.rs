@@ -42,6 +42,12 @@ pub struct Argon2Params {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+    /// Hashes computed at once in one process (`ARGON2_MAX_CONCURRENT`,
+    /// default: the cores); a burst queues instead of exhausting memory.
+    pub max_concurrent: usize,
+    /// How long a request waits for a hashing slot before it is answered
+    /// 503 with `Retry-After` (`ARGON2_QUEUE_TIMEOUT_MS`, default 10 s).
+    pub queue_timeout: Duration,
 }
 
 /// The whole configuration of a function or of the local server.
@@ -76,6 +82,8 @@ pub struct Config {
     /// Per-endpoint overrides, `RATE_LIMIT_<ENDPOINT>_PER_MINUTE`.
     pub rate_limit_overrides: Vec<(&'static str, u32)>,
     pub reset_mails_per_hour: u32,
+    /// Verification mails (registration, resend, e-mail change) per address per hour.
+    pub verification_mails_per_hour: u32,
     pub require_verified_email: bool,
     pub mail_transport: MailTransport,
     pub mail_from: String,
@@ -212,6 +220,7 @@ impl Config {
                 overrides
             },
             reset_mails_per_hour: parse(&get, "RESET_MAILS_PER_HOUR", 3)?,
+            verification_mails_per_hour: parse(&get, "VERIFICATION_MAILS_PER_HOUR", 3)?,
             require_verified_email: parse(&get, "REQUIRE_VERIFIED_EMAIL", false)?,
             mail_transport,
             mail_from: get("MAIL_FROM").unwrap_or_else(|| "no-reply@example.com".into()),
@@ -222,13 +231,23 @@ impl Config {
                 memory_kib: parse(&get, "ARGON2_MEMORY_KIB", 19_456)?,
                 iterations: parse(&get, "ARGON2_ITERATIONS", 2)?,
                 parallelism: parse(&get, "ARGON2_PARALLELISM", 1)?,
+                max_concurrent: parse(
+                    &get,
+                    "ARGON2_MAX_CONCURRENT",
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )?,
+                queue_timeout: Duration::from_millis(parse(
+                    &get,
+                    "ARGON2_QUEUE_TIMEOUT_MS",
+                    10_000,
+                )?),
             },
         })
     }
 }
 
 /// The rate-limited endpoints and the variables that override their limit.
-pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 7] = [
+pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 10] = [
     ("register", "RATE_LIMIT_REGISTER_PER_MINUTE"),
     ("login", "RATE_LIMIT_LOGIN_PER_MINUTE"),
     ("refresh", "RATE_LIMIT_REFRESH_PER_MINUTE"),
@@ -236,6 +255,9 @@ pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 7] = [
     ("password-reset", "RATE_LIMIT_PASSWORD_RESET_PER_MINUTE"),
     ("email-verify", "RATE_LIMIT_EMAIL_VERIFY_PER_MINUTE"),
     ("email-resend", "RATE_LIMIT_EMAIL_RESEND_PER_MINUTE"),
+    ("password-change", "RATE_LIMIT_PASSWORD_CHANGE_PER_MINUTE"),
+    ("email-change", "RATE_LIMIT_EMAIL_CHANGE_PER_MINUTE"),
+    ("account-delete", "RATE_LIMIT_ACCOUNT_DELETE_PER_MINUTE"),
 ];
 
 impl Config {

@@ -65,6 +65,8 @@ pub enum Error {
     AccountLocked { retry_after_secs: u64 },
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    #[error("busy: every password-hashing slot is taken")]
+    Busy { retry_after_secs: u64 },
     #[error("dependency unavailable: {0}")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error: {0}")]
@@ -135,7 +137,9 @@ impl Error {
             ),
             Self::AccountLocked { .. } => (S::LOCKED, "account_locked", "Account locked"),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
-            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Unavailable(_) | Self::Busy { .. } => {
+                (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+            }
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -166,6 +170,7 @@ impl Error {
             }
             Self::RateLimited { .. } => "Too many requests; slow down.".into(),
             Self::Unavailable(_) => "A required dependency is unavailable; retry later.".into(),
+            Self::Busy { .. } => "The service is busy; retry after the time given.".into(),
             Self::Internal(_) => "An internal error occurred.".into(),
         }
     }
@@ -222,7 +227,9 @@ impl IntoResponse for Error {
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
             }
-            Self::AccountLocked { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
+            Self::AccountLocked { retry_after_secs }
+            | Self::RateLimited { retry_after_secs }
+            | Self::Busy { retry_after_secs } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs.max(1)),

@@ -76,7 +76,7 @@ fn routes() -> Vec<Route> {
         r(
             Method::POST,
             "/v1/admin/roles",
-            Some(json!({"name": "{fresh}", "permissions": ["users:read"]})),
+            Some(json!({"name": "{fresh}", "permissions": ["roles:manage"]})),
             "roles:manage",
             201,
         ),
@@ -465,7 +465,11 @@ async fn delete_and_restore_follow_the_rules(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn roles_are_managed_and_applied_at_once(pool: PgPool) {
     let app = TestApp::new(pool);
-    let (_, admin) = app.user_with("admin", &["roles:manage"]).await;
+    // The manager holds what the roles it hands out grant (docs/security.md).
+    let (_, admin) = app
+        .user_with("admin", &["roles:manage", "audit:read", "stats:read"])
+        .await;
+    let (_, root) = app.user_with("root", &["*"]).await;
     let (alice, token) = app.user_with("alice", &[]).await;
     let created = app
         .call(Method::POST, "/v1/admin/roles",
@@ -587,6 +591,17 @@ async fn roles_are_managed_and_applied_at_once(pool: PgPool) {
             &format!("/v1/admin/roles/{admin_role}"),
             None,
             Some(&admin),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert_problem(
+        &app.call(
+            Method::DELETE,
+            &format!("/v1/admin/roles/{admin_role}"),
+            None,
+            Some(&root),
         )
         .await,
         409,

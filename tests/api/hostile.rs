@@ -25,12 +25,31 @@ fn payloads() -> Vec<Value> {
         json!(null),
         json!(["a", "b"]),
         json!({"$ne": null}),
+        // Unicode case mapping and normalisation: 'İ' lower-cases to two
+        // characters (255 of them to 510), 'ß' upper-cases to "SS",
+        // combining marks, full-width and compatibility forms, bidi
+        // overrides and zero-width characters.
+        json!("\u{130}".repeat(255)),
+        json!("\u{130}lice"),
+        json!("\u{df}".repeat(128)),
+        json!("stra\u{df}e@example.com"),
+        json!("e\u{301}".repeat(100)),
+        json!("a\u{300}\u{301}\u{302}\u{303}".repeat(60)),
+        json!("\u{ff21}\u{ff24}\u{ff2d}\u{ff29}\u{ff2e}"),
+        json!("\u{fb03}\u{fb00}"),
+        json!("\u{131}"),
+        json!("admin\u{202e}nimda"),
+        json!("ad\u{200d}min\u{feff}"),
+        json!("\u{1d400}\u{1d401}@example.com"),
     ]
 }
 
 async fn fingerprint(pool: &PgPool) -> String {
     sqlx::query_scalar(
-        "SELECT md5(string_agg(u::text, ',' ORDER BY id)) FROM users u WHERE username IN ('alice', 'admin')",
+        // Bookkeeping may move (wrong current passwords count toward the
+        // lockout); nothing the caller owns may.
+        "SELECT md5(string_agg((to_jsonb(u) - 'failed_login_attempts' - 'locked_until' - 'updated_at')::text, ',' ORDER BY id))
+         FROM users u WHERE username IN ('alice', 'admin')",
     )
     .fetch_one(pool)
     .await
@@ -110,7 +129,20 @@ async fn hostile_bodies_and_queries_get_4xx_and_change_nothing(pool: PgPool) {
             Method::POST,
             "/v1/admin/roles",
             Some(&admin),
-            json!({"name": "r", "permissions": []}),
+            json!({"name": "r", "description": "d", "permissions": []}),
+        ),
+        (
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            json!({"username": "eve2", "email": "eve2@example.com", "password": STRONG_PASSWORD,
+                   "first_name": "Eve", "last_name": "Doe", "gdpr_consent": true}),
+        ),
+        (
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            json!({"login": "nobody", "password": "Wrong-pass-1!", "device_fingerprint": "f"}),
         ),
     ];
     let mut tried = 0;
@@ -193,8 +225,12 @@ async fn hostile_bodies_and_queries_get_4xx_and_change_nothing(pool: PgPool) {
         .await
         .unwrap();
     assert!(tables >= 2);
-    // Profile fields, set by an admin: stored as text or refused (the row
-    // may change here, legitimately).
+    // Profile fields, set by an admin and by the user: stored as text or
+    // refused (the row may change here, legitimately).
+    let setters = [
+        (alice_path.as_str(), &admin),
+        ("/v1/users/me", &alice_token),
+    ];
     for field in [
         "first_name",
         "last_name",
@@ -203,13 +239,16 @@ async fn hostile_bodies_and_queries_get_4xx_and_change_nothing(pool: PgPool) {
         "profile_picture_url",
         "bio",
     ] {
-        for payload in payloads() {
+        for (payload, (path, token)) in payloads()
+            .into_iter()
+            .flat_map(|p| setters.map(|s| (p.clone(), s)))
+        {
             let response = app
                 .call(
                     Method::PATCH,
-                    &alice_path,
+                    path,
                     Some(json!({ field: payload.clone() })),
-                    Some(&admin),
+                    Some(token),
                 )
                 .await;
             tried += 1;

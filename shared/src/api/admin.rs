@@ -23,7 +23,7 @@ use crate::domain::user::{AdminUserView, User};
 use crate::domain::{Email, UserStatus};
 use crate::error::{Error, FieldError, Result};
 use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
-use crate::security::{Authorized, opaque, perm, revocation};
+use crate::security::{AuthUser, Authorized, Permission, opaque, perm};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -123,6 +123,10 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
+/// The role the migrations create, holding `*`: it cannot be renamed, lose
+/// `*`, or be deleted.
+pub const BUILT_IN_ADMIN: &str = "admin";
+
 /// The permissions a role may hold.
 pub const PERMISSIONS: [&str; 7] = [
     "*",
@@ -146,13 +150,56 @@ async fn subject(state: &AppState, id: Uuid) -> Result<User> {
         .ok_or(Error::NotFound)
 }
 
-async fn live_subject(state: &AppState, id: Uuid) -> Result<User> {
-    let user = subject(state, id).await?;
-    if user.deleted_at.is_some() {
-        return Err(Error::NotFound);
-    }
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Begins an admin change: privileged changes are serialised (so the last
+/// `*` holder cannot be removed by two admins at once) and audited as the
+/// caller's. Under that lock the caller's permissions are read again, so a
+/// rank lost to a change that just committed is not used.
+async fn begin_change<P: Permission>(
+    state: &AppState,
+    meta: &RequestMeta,
+    caller: &mut AuthUser,
+) -> Result<Tx> {
+    let mut tx = state.db.write.begin().await?;
+    roles::lock_privileges(&mut *tx).await?;
+    caller.permissions = users::permissions(&mut *tx, caller.user_id).await?;
+    caller.require(P::NAME)?;
+    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
+    Ok(tx)
+}
+
+/// Whether an action needs a live user or a soft-deleted one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Live,
+    Any,
+}
+
+/// The user an admin acts on, with the privilege rule applied: 404 when
+/// there is no such user (or a live one is wanted and it is soft-deleted),
+/// 403 `forbidden` unless the caller holds every permission it holds.
+async fn target(tx: &mut Tx, caller: &AuthUser, id: Uuid, wanted: Wanted) -> Result<User> {
+    let user = users::find_by_id(&mut **tx, id)
+        .await?
+        .filter(|u| wanted == Wanted::Any || u.deleted_at.is_none())
+        .ok_or(Error::NotFound)?;
+    caller.outranks(&users::permissions(&mut **tx, id).await?)?;
     Ok(user)
 }
+
+/// The invariant checked after a change: if there was an active `*`
+/// holder before it (`before`), there is one after it; else 409 and the
+/// transaction is rolled back.
+async fn keep_a_superuser(tx: &mut Tx, before: i64) -> Result<()> {
+    if before > 0 && roles::active_superusers(&mut **tx).await? == 0 {
+        return Err(Error::Conflict(LAST_SUPERUSER));
+    }
+    Ok(())
+}
+
+pub(crate) const LAST_SUPERUSER: &str =
+    "This would leave no active user holding '*': grant '*' to another active user first.";
 
 fn admin_view(user: &User) -> ApiJson<AdminUserView> {
     ApiJson(AdminUserView::from(user))
@@ -309,7 +356,7 @@ pub(crate) async fn get_user(
 pub(crate) async fn update_user(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AdminUserPatch>,
 ) -> Result<ApiJson<AdminUserView>> {
@@ -332,11 +379,23 @@ pub(crate) async fn update_user(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    live_subject(&state, id).await?;
-    let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
+    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    let user = target(&mut tx, &caller, id, Wanted::Live).await?;
+    let before = roles::active_superusers(&mut *tx).await?;
     users::update_profile(&mut *tx, id, &profile).await?;
     users::set_status_and_verification(&mut *tx, id, body.status, body.is_email_verified).await?;
+    // A status that may not log in ends every session, for good: the
+    // refresh tokens do not come back with a later reactivation.
+    let disabled = body
+        .status
+        .filter(|s| *s != user.status && !s.may_log_in(state.config.require_verified_email));
+    if disabled.is_some() {
+        let revoked = sessions::revoke_user_sessions(&mut *tx, id, None).await?;
+        let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(id));
+        event.new_values = Some(json!({"sessions_revoked": revoked.len(), "status": disabled}));
+        audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
+    }
+    keep_a_superuser(&mut tx, before).await?;
     tx.commit().await?;
     Ok(admin_view(&subject(&state, id).await?))
 }
@@ -360,14 +419,13 @@ pub(crate) async fn update_user(
 pub(crate) async fn unlock(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let id = parse_id(&id)?;
-    let mut tx = state.db.write.begin().await?;
-    if !users::unlock(&mut *tx, id).await? {
-        return Err(Error::NotFound);
-    }
+    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    target(&mut tx, &caller, id, Wanted::Live).await?;
+    users::unlock(&mut *tx, id).await?;
     audit::record(
         &mut *tx,
         &meta.audit(Some(caller.user_id)),
@@ -397,17 +455,17 @@ pub(crate) async fn unlock(
 pub(crate) async fn revoke_sessions(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = subject(&state, parse_id(&id)?).await?;
-    let mut tx = state.db.write.begin().await?;
-    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
-    let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(user.id));
+    let id = parse_id(&id)?;
+    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    target(&mut tx, &caller, id, Wanted::Any).await?;
+    let revoked = sessions::revoke_user_sessions(&mut *tx, id, None).await?;
+    let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(id));
     event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
     audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
     tx.commit().await?;
-    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -430,12 +488,13 @@ pub(crate) async fn revoke_sessions(
 pub(crate) async fn send_password_reset(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::UsersWrite>,
+    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = live_subject(&state, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
     let token = opaque::generate();
-    let mut tx = state.db.write.begin().await?;
+    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    let user = target(&mut tx, &caller, id, Wanted::Live).await?;
     one_time_tokens::create_password_reset(
         &mut *tx,
         user.id,
@@ -474,16 +533,17 @@ pub(crate) async fn send_password_reset(
 pub(crate) async fn delete_user(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::UsersDelete>,
+    Authorized { mut caller, .. }: Authorized<perm::UsersDelete>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = subject(&state, parse_id(&id)?).await?;
-    let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
-    users::soft_delete(&mut *tx, user.id).await?;
-    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    let id = parse_id(&id)?;
+    let mut tx = begin_change::<perm::UsersDelete>(&state, &meta, &mut caller).await?;
+    target(&mut tx, &caller, id, Wanted::Any).await?;
+    let before = roles::active_superusers(&mut *tx).await?;
+    users::soft_delete(&mut *tx, id).await?;
+    sessions::revoke_user_sessions(&mut *tx, id, None).await?;
+    keep_a_superuser(&mut tx, before).await?;
     tx.commit().await?;
-    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -507,15 +567,15 @@ pub(crate) async fn delete_user(
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::UsersDelete>,
+    Authorized { mut caller, .. }: Authorized<perm::UsersDelete>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<AdminUserView>> {
-    let user = subject(&state, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    let mut tx = begin_change::<perm::UsersDelete>(&state, &meta, &mut caller).await?;
+    let user = target(&mut tx, &caller, id, Wanted::Any).await?;
     if user.deleted_at.is_none() {
         return Err(Error::Conflict("The user is not deleted."));
     }
-    let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
     if !users::restore(&mut *tx, user.id).await? {
         return Err(Error::Conflict(
             "The user was anonymised and can no longer be restored.",
@@ -544,15 +604,17 @@ pub(crate) async fn restore(
 pub(crate) async fn assign_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
     Path((id, role_name)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let user = live_subject(&state, parse_id(&id)?).await?;
-    let role = roles::id_by_name(&state.db.write, &role_name)
+    let id = parse_id(&id)?;
+    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let user = target(&mut tx, &caller, id, Wanted::Live).await?;
+    let role = roles::find_by_name(&mut *tx, &role_name)
         .await?
         .ok_or(Error::NotFound)?;
-    let mut tx = state.db.write.begin().await?;
-    if roles::assign(&mut *tx, user.id, role, caller.user_id).await? {
+    caller.outranks(&role.permissions)?;
+    if roles::assign(&mut *tx, user.id, role.id, caller.user_id).await? {
         let mut event = AuditEvent::about_user(AuditAction::RoleAssigned, Some(user.id));
         event.new_values = Some(json!({"role": role_name}));
         audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
@@ -580,19 +642,23 @@ pub(crate) async fn assign_role(
 pub(crate) async fn remove_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
     Path((id, role_name)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let user = subject(&state, parse_id(&id)?).await?;
-    let role = roles::id_by_name(&state.db.write, &role_name)
+    let id = parse_id(&id)?;
+    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let user = target(&mut tx, &caller, id, Wanted::Any).await?;
+    let role = roles::find_by_name(&mut *tx, &role_name)
         .await?
         .ok_or(Error::NotFound)?;
-    let mut tx = state.db.write.begin().await?;
-    if roles::unassign(&mut *tx, user.id, role).await? {
+    caller.outranks(&role.permissions)?;
+    let before = roles::active_superusers(&mut *tx).await?;
+    if roles::unassign(&mut *tx, user.id, role.id).await? {
         let mut event = AuditEvent::about_user(AuditAction::RoleRemoved, Some(user.id));
         event.new_values = Some(json!({"role": role_name}));
         audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
     }
+    keep_a_superuser(&mut tx, before).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -665,11 +731,12 @@ fn role_event(action: AuditAction, role: &Role) -> AuditEvent<'static> {
 pub(crate) async fn create_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
     ApiJson(body): ApiJson<CreateRoleRequest>,
 ) -> Result<Response> {
     check_role(Some(&body.name), Some(&body.permissions))?;
-    let mut tx = state.db.write.begin().await?;
+    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    caller.outranks(&body.permissions)?;
     let role = roles::create(
         &mut *tx,
         &body.name,
@@ -713,13 +780,31 @@ pub(crate) async fn create_role(
 pub(crate) async fn update_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateRoleRequest>,
 ) -> Result<ApiJson<Role>> {
     let id = parse_id(&id)?;
     check_role(body.name.as_deref(), body.permissions.as_deref())?;
-    let mut tx = state.db.write.begin().await?;
+    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let current = roles::find(&mut *tx, id).await?.ok_or(Error::NotFound)?;
+    caller.outranks(&current.permissions)?;
+    caller.outranks(body.permissions.as_deref().unwrap_or_default())?;
+    if current.name == BUILT_IN_ADMIN {
+        if body.name.as_deref().is_some_and(|n| n != BUILT_IN_ADMIN) {
+            return Err(Error::Conflict(
+                "The built-in admin role cannot be renamed.",
+            ));
+        }
+        if body
+            .permissions
+            .as_ref()
+            .is_some_and(|p| !p.iter().any(|p| p == "*"))
+        {
+            return Err(Error::Conflict("The built-in admin role cannot lose '*'."));
+        }
+    }
+    let before = roles::active_superusers(&mut *tx).await?;
     let role = roles::update(
         &mut *tx,
         id,
@@ -730,6 +815,7 @@ pub(crate) async fn update_role(
     .await
     .map_err(role_conflict)?
     .ok_or(Error::NotFound)?;
+    keep_a_superuser(&mut tx, before).await?;
     audit::record(
         &mut *tx,
         &meta.audit(Some(caller.user_id)),
@@ -760,20 +846,21 @@ pub(crate) async fn update_role(
 pub(crate) async fn delete_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { caller, .. }: Authorized<perm::RolesManage>,
+    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let id = parse_id(&id)?;
-    let role = roles::find(&state.db.write, id)
-        .await?
-        .ok_or(Error::NotFound)?;
-    if role.name == "admin" {
+    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let role = roles::find(&mut *tx, id).await?.ok_or(Error::NotFound)?;
+    caller.outranks(&role.permissions)?;
+    if role.name == BUILT_IN_ADMIN {
         return Err(Error::Conflict(
             "The built-in admin role cannot be deleted.",
         ));
     }
-    let mut tx = state.db.write.begin().await?;
+    let before = roles::active_superusers(&mut *tx).await?;
     roles::delete(&mut *tx, id).await?;
+    keep_a_superuser(&mut tx, before).await?;
     audit::record(
         &mut *tx,
         &meta.audit(Some(caller.user_id)),

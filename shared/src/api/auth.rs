@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::db::audit::{self, AuditAction, AuditEvent};
-use crate::db::{one_time_tokens, sessions, users};
+use crate::db::one_time_tokens::{self, MailKind};
+use crate::db::{sessions, users};
 use crate::domain::user::User;
 use crate::domain::{Email, Password, UserStatus, UserView, Username, profile};
 use crate::error::{Error, FieldError, Result};
@@ -21,7 +22,7 @@ use crate::http::{ApiJson, RequestMeta};
 use crate::mail::Mail;
 use crate::metrics::{self, Event};
 use crate::security::passwords::Verified;
-use crate::security::{AuthUser, opaque, rate_limit, revocation};
+use crate::security::{AuthUser, lockout, opaque, rate_limit};
 use crate::state::AppState;
 
 pub(crate) const VERIFICATION_TTL_HOURS: i64 = 24;
@@ -155,6 +156,24 @@ pub(crate) async fn deliver(state: &AppState, mail: Mail) {
     }
 }
 
+/// The per-address hourly cap of verification mails (registration, resend,
+/// e-mail change, counted together; reset mails have their own): takes the
+/// address's lock for the rest of `tx` and says whether one more may go.
+/// Over the cap the request still succeeds, without a mail.
+pub(crate) async fn verification_allowed(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    email: &str,
+) -> Result<bool> {
+    one_time_tokens::lock_mail_address(&mut *tx, MailKind::Verification, email).await?;
+    let recent = one_time_tokens::recent_email_verifications(&mut *tx, email).await?;
+    let allowed = recent < i64::from(state.config.verification_mails_per_hour);
+    if !allowed {
+        tracing::info!("verification mail cap reached; request answered without a mail");
+    }
+    Ok(allowed)
+}
+
 pub(crate) fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail {
     Mail {
         to: to.to_string(),
@@ -167,13 +186,15 @@ pub(crate) fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail
 }
 
 /// Starts a session: its first refresh token, and an access token for it.
+/// Returns the access token, the refresh token, the refresh token's
+/// lifetime in seconds and the session id.
 async fn start_session(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     user_id: Uuid,
     meta: &RequestMeta,
     fingerprint: Option<&str>,
-) -> Result<(String, String, DateTime<Utc>, Uuid)> {
+) -> Result<(String, String, i64, Uuid)> {
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let session_expires_at = now + Duration::days(i64::from(state.config.session_max_days));
@@ -198,14 +219,25 @@ async fn start_session(
         .keys
         .issue(user_id, session_id)
         .map_err(Error::Internal)?;
-    Ok((access_token, refresh_token, expires_at, session_id))
+    Ok((
+        access_token,
+        refresh_token,
+        lifetime_secs(now, expires_at),
+        session_id,
+    ))
+}
+
+/// Seconds from `now` to `expires_at`, both fixed when the token was made
+/// (so 14 days are 1209600, not a second less).
+fn lifetime_secs(now: DateTime<Utc>, expires_at: DateTime<Utc>) -> i64 {
+    (expires_at - now).num_seconds().max(0)
 }
 
 fn token_pair(
     state: &AppState,
     access_token: String,
     refresh_token: String,
-    refresh_expires_at: DateTime<Utc>,
+    refresh_expires_in: i64,
     user: &User,
 ) -> Response {
     let pair = TokenPair {
@@ -213,7 +245,7 @@ fn token_pair(
         token_type: "Bearer".into(),
         expires_in: state.keys.ttl().as_secs(),
         refresh_token,
-        refresh_expires_in: (refresh_expires_at - Utc::now()).num_seconds().max(0),
+        refresh_expires_in,
         user: UserView::from(user),
     };
     ApiJson(pair).into_response()
@@ -300,18 +332,24 @@ pub(crate) async fn register(
         },
     )
     .await?;
-    one_time_tokens::create_email_verification(
-        &mut *tx,
-        id,
-        email.as_str(),
-        &opaque::hash(&token),
-        Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
-    )
-    .await?;
+    let mail = verification_allowed(&state, &mut tx, email.as_str()).await?;
+    if mail {
+        one_time_tokens::create_email_verification(
+            &mut *tx,
+            id,
+            email.as_str(),
+            &opaque::hash(&token),
+            Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+            false,
+        )
+        .await?;
+    }
     tx.commit().await?;
 
     metrics::count(Event::Registration);
-    deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+    if mail {
+        deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+    }
     let user = load_user(&state, id).await?;
     Ok((
         StatusCode::CREATED,
@@ -361,60 +399,17 @@ pub(crate) async fn login(
         // same hash, and the same statements in one transaction (the counter
         // update finds no row), so the answer time tells nothing either.
         state.hasher.verify(&password, None).await?;
-        let mut tx = state.db.write.begin().await?;
-        users::record_failed_login(
-            &mut *tx,
-            Uuid::nil(),
-            state.config.lockout_threshold as i32,
-            state.config.lockout_minutes as i32,
-        )
-        .await?;
-        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, None);
-        event.new_values = Some(json!({"reason": "unknown_login"}));
-        audit::record(&mut *tx, &ctx, &event).await?;
-        tx.commit().await?;
-        metrics::count(Event::LoginFailure);
-        return Err(Error::InvalidCredentials);
+        return Err(lockout::wrong_password(&state, &ctx, None, "unknown_login", "info").await?);
     };
-
-    let now = Utc::now();
-    if let Some(until) = user.locked_until.filter(|until| *until > now) {
-        return Err(Error::AccountLocked {
-            retry_after_secs: (until - now).num_seconds().max(1) as u64,
-        });
-    }
-
+    lockout::ensure_not_locked(&user)?;
     let verified = state
         .hasher
         .verify(&password, Some(&user.password_hash))
         .await?;
     if verified == Verified::No {
-        let mut tx = state.db.write.begin().await?;
-        let failed = users::record_failed_login(
-            &mut *tx,
-            user.id,
-            state.config.lockout_threshold as i32,
-            state.config.lockout_minutes as i32,
-        )
-        .await?
-        // Deleted (purged) since it was read: a wrong password all the same.
-        .ok_or(Error::InvalidCredentials)?;
-        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
-        event.new_values =
-            Some(json!({"reason": "wrong_password", "failed_login_attempts": failed.attempts}));
-        audit::record(&mut *tx, &ctx, &event).await?;
-        if failed.just_locked {
-            let mut event = AuditEvent::about_user(AuditAction::AccountLocked, Some(user.id));
-            event.severity = "warning";
-            event.new_values = Some(json!({"locked_until": failed.locked_until}));
-            audit::record(&mut *tx, &ctx, &event).await?;
-        }
-        tx.commit().await?;
-        metrics::count(Event::LoginFailure);
-        if failed.just_locked {
-            metrics::count(Event::Lockout);
-        }
-        return Err(Error::InvalidCredentials);
+        return Err(
+            lockout::wrong_password(&state, &ctx, Some(user.id), "wrong_password", "info").await?,
+        );
     }
 
     if !user.status.may_log_in(state.config.require_verified_email) {
@@ -431,7 +426,7 @@ pub(crate) async fn login(
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;
     users::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
-    let (access, refresh_token, refresh_expires_at, session_id) =
+    let (access, refresh_token, refresh_expires_in, session_id) =
         start_session(&state, &mut tx, user.id, &meta, fingerprint.as_deref()).await?;
     let mut event = AuditEvent::about_user(AuditAction::LoginSucceeded, Some(user.id));
     event.new_values = Some(json!({"session_id": session_id}));
@@ -444,7 +439,7 @@ pub(crate) async fn login(
         &state,
         access,
         refresh_token,
-        refresh_expires_at,
+        refresh_expires_in,
         &user,
     ))
 }
@@ -494,7 +489,6 @@ pub(crate) async fn refresh(
             event.new_values = Some(json!({"session_id": token.session_id}));
             audit::record(&mut *tx, &ctx, &event).await?;
             tx.commit().await?;
-            revocation::publish(state.cache.as_ref(), &[token.session_id], state.keys.ttl()).await;
             metrics::count(Event::RefreshReuse);
             return Err(Error::RefreshTokenReused);
         }
@@ -547,7 +541,13 @@ pub(crate) async fn refresh(
         .keys
         .issue(user.id, token.session_id)
         .map_err(Error::Internal)?;
-    Ok(token_pair(&state, access, refresh_token, expires_at, &user))
+    Ok(token_pair(
+        &state,
+        access,
+        refresh_token,
+        lifetime_secs(now, expires_at),
+        &user,
+    ))
 }
 
 #[utoipa::path(
@@ -572,24 +572,24 @@ pub(crate) async fn logout(
     ApiJson(body): ApiJson<LogoutRequest>,
 ) -> Result<StatusCode> {
     let token_hash = opaque::hash(&body.refresh_token);
-    if let Some(token) = sessions::find_by_hash(&state.db.write, &token_hash).await? {
+    let now = Utc::now();
+    // Only a live token is a credential: a rotated, revoked or expired one
+    // ends nothing (and logout answers 204 all the same).
+    let live = sessions::find_by_hash(&state.db.write, &token_hash)
+        .await?
+        .filter(|t| t.revoked_at.is_none() && t.expires_at > now && t.session_expires_at > now);
+    if let Some(token) = live {
         let mut tx = state.db.write.begin().await?;
-        let revoked = if body.all_sessions {
-            sessions::revoke_user_sessions(&mut *tx, token.user_id, None).await?
+        if body.all_sessions {
+            sessions::revoke_user_sessions(&mut *tx, token.user_id, None).await?;
         } else {
             sessions::revoke_session(&mut *tx, token.session_id).await?;
-            vec![token.session_id]
-        };
+        }
         let mut event = AuditEvent::about_user(AuditAction::Logout, Some(token.user_id));
         event.new_values =
             Some(json!({"session_id": token.session_id, "all_sessions": body.all_sessions}));
         audit::record(&mut *tx, &meta.audit(None), &event).await?;
         tx.commit().await?;
-        let mut sids = revoked;
-        if !sids.contains(&token.session_id) {
-            sids.push(token.session_id);
-        }
-        revocation::publish(state.cache.as_ref(), &sids, state.keys.ttl()).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -625,13 +625,7 @@ pub(crate) async fn forgot_password(
     };
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
-    // Serialise requests for one user so the hourly cap cannot be raced.
-    sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtext($1::uuid::text))",
-        user_id
-    )
-    .execute(&mut *tx)
-    .await?;
+    one_time_tokens::lock_mail_address(&mut *tx, MailKind::PasswordReset, email.as_str()).await?;
     let recent = one_time_tokens::recent_password_resets(&mut *tx, user_id).await?;
     if recent >= i64::from(state.config.reset_mails_per_hour) {
         tracing::info!("password reset mail cap reached; request answered without a mail");
@@ -714,13 +708,13 @@ pub(crate) async fn reset_password(
     {
         return Err(Error::InvalidToken);
     }
+    one_time_tokens::invalidate_password_resets(&mut *tx, user_id).await?;
     users::set_password(&mut *tx, user_id, &hash).await?;
     let revoked = sessions::revoke_user_sessions(&mut *tx, user_id, None).await?;
     let mut event = AuditEvent::about_user(AuditAction::PasswordResetCompleted, Some(user_id));
     event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
     audit::record(&mut *tx, &ctx, &event).await?;
     tx.commit().await?;
-    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -754,8 +748,11 @@ pub(crate) async fn verify_email(
         one_time_tokens::consume_email_verification(&mut *tx, &opaque::hash(&body.token))
             .await?
             .ok_or(Error::InvalidToken)?;
-    if !users::mark_email_verified(&mut *tx, user_id, &email).await? {
-        return Err(Error::InvalidToken);
+    match users::mark_email_verified(&mut *tx, user_id, &email).await? {
+        None => return Err(Error::InvalidToken),
+        // The address changed: reset links sent to the old one die.
+        Some(true) => one_time_tokens::invalidate_password_resets(&mut *tx, user_id).await?,
+        Some(false) => {}
     }
     tx.commit().await?;
     let user = load_user(&state, user_id).await?;
@@ -789,12 +786,16 @@ pub(crate) async fn resend_verification(
     }
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
+    if !verification_allowed(&state, &mut tx, &user.email).await? {
+        return Ok(StatusCode::ACCEPTED);
+    }
     one_time_tokens::create_email_verification(
         &mut *tx,
         user.id,
         &user.email,
         &opaque::hash(&token),
         Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+        false,
     )
     .await?;
     audit::record(

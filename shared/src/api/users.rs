@@ -10,18 +10,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::api::auth::{VERIFICATION_TTL_HOURS, deliver, verification_mail};
+use crate::api::admin::LAST_SUPERUSER;
+use crate::api::auth::{
+    VERIFICATION_TTL_HOURS, deliver, limit, verification_allowed, verification_mail,
+};
 use crate::db::audit::{self, AuditAction, AuditEntry, AuditEvent};
 use crate::db::sessions::Session;
 use crate::db::users::{UserCursor, UserFilter};
-use crate::db::{one_time_tokens, sessions, users};
+use crate::db::{one_time_tokens, roles, sessions, users};
 use crate::domain::profile::ProfilePatch;
 use crate::domain::user::{AdminUserView, User};
 use crate::domain::{Email, Password, UserStatus, UserView};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
 use crate::security::passwords::Verified;
-use crate::security::{AuthUser, Authorized, opaque, perm, revocation};
+use crate::security::{AuthUser, Authorized, lockout, opaque, perm};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -92,17 +95,37 @@ pub(crate) async fn me(state: &AppState, auth: &AuthUser) -> Result<User> {
         .ok_or(Error::Unauthorized)
 }
 
-/// Checks the caller's current password (401 `invalid_credentials` if wrong).
-async fn confirm_password(state: &AppState, user: &User, raw: &str) -> Result<()> {
-    let password = Password::candidate(raw).map_err(|_| Error::InvalidCredentials)?;
-    match state
-        .hasher
-        .verify(&password, Some(&user.password_hash))
-        .await?
-    {
-        Verified::No => Err(Error::InvalidCredentials),
-        Verified::Yes | Verified::YesRehash => Ok(()),
+/// The step-up check of a sensitive change (`endpoint` names its rate
+/// limit): the caller's current password, rate-limited per user and counted
+/// toward the login lockout. 429 over the limit, 423 while locked, 401
+/// `invalid_credentials` for a wrong password (audited as a warning).
+async fn confirm_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    endpoint: &str,
+    user: &User,
+    raw: &str,
+) -> Result<()> {
+    limit(state, endpoint, &user.id.to_string()).await?;
+    lockout::ensure_not_locked(user)?;
+    let verified = match Password::candidate(raw) {
+        Ok(password) => {
+            state
+                .hasher
+                .verify(&password, Some(&user.password_hash))
+                .await?
+        }
+        Err(_) => Verified::No,
+    };
+    if verified == Verified::No {
+        let ctx = meta.audit(None);
+        let reason = "wrong_current_password";
+        return Err(lockout::wrong_password(state, &ctx, Some(user.id), reason, "warning").await?);
     }
+    if user.failed_login_attempts > 0 {
+        users::unlock(&state.db.write, user.id).await?;
+    }
+    Ok(())
 }
 
 /// A trimmed, non-empty search text of bounded length.
@@ -201,7 +224,14 @@ pub(crate) async fn change_password(
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode> {
     let user = me(&state, &auth).await?;
-    confirm_password(&state, &user, &body.current_password).await?;
+    confirm_password(
+        &state,
+        &meta,
+        "password-change",
+        &user,
+        &body.current_password,
+    )
+    .await?;
     let local_part = user.email.split('@').next().unwrap_or_default();
     let password = Password::parse(&body.new_password, &[&user.username, local_part])
         .map_err(|m| Error::field("new_password", m))?;
@@ -209,9 +239,9 @@ pub(crate) async fn change_password(
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     users::set_password(&mut *tx, user.id, &hash).await?;
-    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, Some(auth.session_id)).await?;
+    one_time_tokens::invalidate_password_resets(&mut *tx, user.id).await?;
+    sessions::revoke_user_sessions(&mut *tx, user.id, Some(auth.session_id)).await?;
     tx.commit().await?;
-    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -243,20 +273,27 @@ pub(crate) async fn change_email(
 ) -> Result<StatusCode> {
     let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
     let user = me(&state, &auth).await?;
-    confirm_password(&state, &user, &body.password).await?;
+    confirm_password(&state, &meta, "email-change", &user, &body.password).await?;
     if users::email_taken(&state.db.write, email.as_str(), user.id).await? {
         return Err(Error::EmailTaken);
     }
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
+    if !verification_allowed(&state, &mut tx, email.as_str()).await? {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    // This request supersedes earlier ones (and the registration's token),
+    // and reset links mailed before it.
     one_time_tokens::create_email_verification(
         &mut *tx,
         user.id,
         email.as_str(),
         &opaque::hash(&token),
         Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+        true,
     )
     .await?;
+    one_time_tokens::invalidate_password_resets(&mut *tx, user.id).await?;
     audit::record(
         &mut *tx,
         &meta.audit(None),
@@ -294,13 +331,17 @@ pub(crate) async fn delete_me(
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<StatusCode> {
     let user = me(&state, &auth).await?;
-    confirm_password(&state, &user, &body.password).await?;
+    confirm_password(&state, &meta, "account-delete", &user, &body.password).await?;
     let mut tx = state.db.write.begin().await?;
+    roles::lock_privileges(&mut *tx).await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
+    let before = roles::active_superusers(&mut *tx).await?;
     users::soft_delete(&mut *tx, user.id).await?;
-    let revoked = sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    if before > 0 && roles::active_superusers(&mut *tx).await? == 0 {
+        return Err(Error::Conflict(LAST_SUPERUSER));
+    }
     tx.commit().await?;
-    revocation::publish(state.cache.as_ref(), &revoked, state.keys.ttl()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -371,7 +412,6 @@ pub(crate) async fn revoke_session(
     event.new_values = Some(json!({"session_id": id}));
     audit::record(&mut *tx, &meta.audit(None), &event).await?;
     tx.commit().await?;
-    revocation::publish(state.cache.as_ref(), &[id], state.keys.ttl()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -409,7 +449,21 @@ pub(crate) async fn export(
             ..s
         })
         .collect();
-    let audit_events = audit::about_user(&state.db.write, user.id).await?;
+    // Staff stay private: of an action someone else performed, the export
+    // says what was done, not who did it or from where.
+    let audit_events = audit::about_user(&state.db.write, user.id)
+        .await?
+        .into_iter()
+        .map(|e| match e.performed_by {
+            Some(by) if by != user.id => AuditEntry {
+                performed_by: None,
+                ip_address: None,
+                user_agent: None,
+                ..e
+            },
+            _ => e,
+        })
+        .collect();
     Ok(ApiJson(Export {
         roles: user.roles.clone(),
         user: AdminUserView::from(&user),

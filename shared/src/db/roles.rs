@@ -117,12 +117,6 @@ pub async fn delete(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
         == 1)
 }
 
-pub async fn id_by_name(conn: impl PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar!("SELECT id FROM roles WHERE name = $1", name)
-        .fetch_optional(conn)
-        .await
-}
-
 /// Assigns a role; `false` when the user already held it.
 pub async fn assign(
     conn: impl PgExecutor<'_>,
@@ -158,4 +152,40 @@ pub async fn unassign(
     .await?
     .rows_affected()
         == 1)
+}
+
+/// The advisory-lock key that serialises every change of roles, role
+/// assignments and user status made through the admin API.
+pub const PRIVILEGES_LOCK_KEY: i64 = 0x0075_6d5f_7072_6976; // "um_priv"
+
+/// Takes the privileges lock for the rest of the transaction: two admins
+/// removing each other at once cannot both succeed and leave no `*` holder.
+pub async fn lock_privileges(conn: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", PRIVILEGES_LOCK_KEY)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many active, not deleted users hold `*` through some role.
+pub async fn active_superusers(conn: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(DISTINCT u.id) AS "n!" FROM users u
+           JOIN user_roles ur ON ur.user_id = u.id
+           JOIN roles r ON r.id = ur.role_id
+           WHERE u.deleted_at IS NULL AND u.status = 'active' AND r.permissions ? '*'"#
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find_by_name(conn: impl PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Role>> {
+    let row = sqlx::query_as!(
+        RoleRow,
+        "SELECT id, name, description, permissions, created_at FROM roles WHERE name = $1",
+        name
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Role::from))
 }

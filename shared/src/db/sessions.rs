@@ -127,18 +127,6 @@ pub async fn revoke_user_sessions(
     .await
 }
 
-/// Is the session still usable: a live, unexpired token within its absolute lifetime?
-pub async fn is_live(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM refresh_tokens
-                          WHERE session_id = $1 AND revoked_at IS NULL
-                            AND expires_at > now() AND session_expires_at > now()) AS "live!""#,
-        session_id
-    )
-    .fetch_one(conn)
-    .await
-}
-
 /// A session as its user sees it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Session {

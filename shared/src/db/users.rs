@@ -173,46 +173,78 @@ pub async fn set_password(conn: impl PgExecutor<'_>, id: Uuid, hash: &str) -> sq
 }
 
 /// Marks `email` as the user's verified address (switching to it for an
-/// e-mail change) and activates an account pending verification.
+/// e-mail change) and activates an account pending verification. `None`
+/// when there is no live user `id`; else whether the address changed.
 pub async fn mark_email_verified(
     conn: impl PgExecutor<'_>,
     id: Uuid,
     email: &str,
-) -> sqlx::Result<bool> {
-    let updated = sqlx::query!(
-        r#"UPDATE users SET email = $2, is_email_verified = TRUE,
-               status = CASE WHEN status = 'pending_verification' THEN 'active'::user_status
-                             ELSE status END
-           WHERE id = $1 AND deleted_at IS NULL"#,
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar!(
+        r#"WITH old AS (SELECT id, email FROM users
+                        WHERE id = $1 AND deleted_at IS NULL FOR UPDATE)
+           UPDATE users u SET email = $2, is_email_verified = TRUE,
+               status = CASE WHEN u.status = 'pending_verification' THEN 'active'::user_status
+                             ELSE u.status END
+           FROM old WHERE u.id = old.id
+           RETURNING old.email <> u.email AS "changed!""#,
         id,
         email
     )
-    .execute(conn)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
-/// What authorisation needs about a caller, read on every request.
+/// What authorisation needs about a caller (or about the target of an
+/// admin's action), read on every request.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub status: UserStatus,
     pub deleted: bool,
     pub permissions: Vec<String>,
+    /// Is the session named by the access token still live (a live,
+    /// unexpired refresh token within the session's absolute lifetime)?
+    pub session_live: bool,
 }
 
-/// The caller's status and permissions in one indexed query.
-pub async fn caller(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Caller>> {
+/// The caller's status, permissions and whether session `session_id` is
+/// live, in one statement (one round trip per authenticated request).
+/// PostgreSQL is the only place revocations live, so none can be forgotten.
+pub async fn caller(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    session_id: Uuid,
+) -> sqlx::Result<Option<Caller>> {
     sqlx::query_as!(
         Caller,
         r#"SELECT status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!",
                   ARRAY(SELECT DISTINCT p FROM user_roles ur
                         JOIN roles r ON r.id = ur.role_id,
                         jsonb_array_elements_text(r.permissions) p
-                        WHERE ur.user_id = u.id)::text[] AS "permissions!"
+                        WHERE ur.user_id = u.id)::text[] AS "permissions!",
+                  EXISTS (SELECT 1 FROM refresh_tokens t
+                          WHERE t.session_id = $2 AND t.user_id = u.id
+                            AND t.revoked_at IS NULL AND t.expires_at > now()
+                            AND t.session_expires_at > now()) AS "session_live!"
            FROM users u WHERE id = $1"#,
-        id
+        id,
+        session_id
     )
     .fetch_optional(conn)
+    .await
+}
+
+/// The permissions a user holds through its roles (the privilege rule
+/// compares them with the caller's), soft-deleted users included.
+pub async fn permissions(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT ARRAY(SELECT DISTINCT p FROM user_roles ur
+                        JOIN roles r ON r.id = ur.role_id,
+                        jsonb_array_elements_text(r.permissions) p
+                        WHERE ur.user_id = $1)::text[] AS "permissions!""#,
+        id
+    )
+    .fetch_one(conn)
     .await
 }
 
@@ -277,10 +309,13 @@ pub async fn soft_delete(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bo
         .await
 }
 
-/// Restores a soft-deleted, not yet anonymised user as `active`.
+/// Restores a soft-deleted, not yet anonymised user with the status it had
+/// before the delete (`active` for rows deleted before that was recorded).
 pub async fn restore(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
     let restored = sqlx::query!(
-        r#"UPDATE users SET deleted_at = NULL, status = 'active'
+        r#"UPDATE users SET deleted_at = NULL,
+                            status = COALESCE(status_before_delete, 'active'),
+                            status_before_delete = NULL
            WHERE id = $1 AND deleted_at IS NOT NULL
              AND email NOT LIKE 'anonymized.%@deleted.local'"#,
         id

@@ -20,7 +20,7 @@ pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + utoipa::PartialSchema,
     S: Send + Sync,
 {
     type Rejection = Error;
@@ -69,7 +69,7 @@ where
 /// Deserialises `bytes`, telling broken JSON (400) from a wrong shape (422).
 /// A NUL character (`\u0000`) is refused in any string: PostgreSQL text
 /// cannot hold it, and no field of the contract needs it.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+pub fn parse<T: DeserializeOwned + utoipa::PartialSchema>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
         return Err(Error::field(
             "body",
@@ -104,6 +104,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                         (None, ".") => "body".into(),
                         (None, p) => p.to_string(),
                     };
+                    if message.starts_with("missing field") && path == "." {
+                        // serde stops at the first missing field; name them all.
+                        return Err(Error::Validation(missing_fields::<T>(bytes)));
+                    }
                     Err(Error::Validation(vec![FieldError::new(field, message)]))
                 }
                 _ => Err(Error::MalformedJson(format!(
@@ -114,6 +118,22 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             }
         }
     }
+}
+
+/// Every required field of `T`'s schema that the body's object lacks.
+fn missing_fields<T: utoipa::PartialSchema>(bytes: &[u8]) -> Vec<FieldError> {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let present: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).unwrap_or_default();
+    let RefOr::T(Schema::Object(object)) = T::schema() else {
+        return Vec::new();
+    };
+    object
+        .required
+        .iter()
+        .filter(|name| !present.contains_key(name.as_str()))
+        .map(|name| FieldError::new(name.as_str(), format!("missing field `{name}`")))
+        .collect()
 }
 
 /// serde names a missing or unknown field only in its message: "unknown field `x`".
@@ -135,7 +155,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Login {
@@ -162,6 +182,15 @@ mod tests {
         let err = parse::<Login>(br#"["a", "b"]"#).err().and_then(field_of);
         assert_eq!(err.as_deref(), Some("body"));
         assert!(parse::<Login>(br#" {"login": "a", "password": "b"}"#).is_ok());
+    }
+
+    #[test]
+    fn every_missing_field_is_named() {
+        let Err(Error::Validation(errors)) = parse::<Login>(b"{}") else {
+            panic!("{{}} must fail validation");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["login", "password"]);
     }
 
     #[test]

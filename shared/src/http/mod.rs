@@ -7,6 +7,7 @@ pub mod query;
 pub mod request_id;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -44,6 +45,21 @@ impl RequestMeta {
     }
 }
 
+/// The user a request's bearer token names, once the token's signature was
+/// verified: set by `AuthUser`, read by [`context`] to log refusals.
+#[derive(Debug, Clone, Default)]
+pub struct Subject(Arc<OnceLock<Uuid>>);
+
+impl Subject {
+    pub fn set(&self, user_id: Uuid) {
+        let _ = self.0.set(user_id);
+    }
+
+    pub fn get(&self) -> Option<Uuid> {
+        self.0.get().copied()
+    }
+}
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Middleware on every router: assigns the request id (API Gateway's, or a new
@@ -76,6 +92,8 @@ pub async fn context(mut req: Request, next: Next) -> Response {
         ip,
         user_agent,
     });
+    let subject = Subject::default();
+    req.extensions_mut().insert(subject.clone());
 
     let route = format!(
         "{} {}",
@@ -101,8 +119,20 @@ pub async fn context(mut req: Request, next: Next) -> Response {
         started.elapsed().as_secs_f64() * 1000.0,
     );
     span.in_scope(|| {
+        let status = response.status().as_u16();
+        if matches!(status, 401 | 403) {
+            // Refusals are security events (ASVS 16.3.2): who, where, which
+            // request; never the token.
+            tracing::info!(
+                status,
+                subject = subject.get().map(|id| id.to_string()),
+                route = %route,
+                request_id = %request_id,
+                "access refused"
+            );
+        }
         tracing::info!(
-            status = response.status().as_u16(),
+            status,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "served"
         );

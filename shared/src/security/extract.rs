@@ -1,7 +1,7 @@
 //! `AuthUser`: the one authorisation mechanism. Verifies the bearer access
-//! token, refuses revoked sessions, and reads the caller's status and
-//! permissions from the database on every request, so suspensions and role
-//! changes apply at once.
+//! token, then reads the caller's status, permissions and whether the
+//! session is still live in one statement on every request, so suspensions,
+//! role changes and revocations apply at once (docs/security.md).
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::db::users;
 use crate::domain::UserStatus;
 use crate::error::Error;
-use crate::security::revocation;
+use crate::http::Subject;
 use crate::state::AppState;
 
 /// An authenticated caller.
@@ -37,6 +37,22 @@ impl AuthUser {
             Err(Error::Forbidden)
         }
     }
+
+    /// The privilege rule: `Err(Forbidden)` unless the caller holds every
+    /// permission in `granted` (a role's, or another user's); `*` is held
+    /// only by a `*` holder.
+    pub fn outranks(&self, granted: &[String]) -> Result<(), Error> {
+        if holds_all(&self.permissions, granted) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+}
+
+/// Does `held` cover every permission of `granted`?
+pub fn holds_all(held: &[String], granted: &[String]) -> bool {
+    held.iter().any(|p| p == "*") || granted.iter().all(|g| g != "*" && held.contains(g))
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -51,18 +67,25 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = bearer(parts).ok_or(Error::Unauthorized)?;
         let claims = state.keys.verify(token).ok_or(Error::Unauthorized)?;
-        if revocation::is_revoked(state.cache.as_ref(), &state.db, claims.sid).await? {
-            return Err(Error::Unauthorized);
+        if let Some(subject) = parts.extensions.get::<Subject>() {
+            subject.set(claims.sub);
         }
-        let caller = users::caller(&state.db.read, claims.sub)
+        // The primary, not a replica: a revocation must hold from the
+        // moment it commits.
+        let caller = users::caller(&state.db.write, claims.sub, claims.sid)
             .await?
             .filter(|c| !c.deleted)
             .ok_or(Error::Unauthorized)?;
+        // Status before revocation: a suspended user's tokens answer 403
+        // `account_disabled` although the suspension revoked the session.
         if !caller
             .status
             .may_log_in(state.config.require_verified_email)
         {
             return Err(Error::AccountDisabled);
+        }
+        if !caller.session_live {
+            return Err(Error::Unauthorized);
         }
         Ok(Self {
             user_id: claims.sub,
@@ -120,5 +143,37 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
             caller,
             _permission: std::marker::PhantomData,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_all;
+
+    fn v(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_a_star_holder_covers_star() {
+        assert!(holds_all(&v(&["*"]), &v(&["*", "users:read"])));
+        assert!(!holds_all(&v(&["roles:manage"]), &v(&["*"])));
+        assert!(!holds_all(
+            &v(&["users:read", "users:write", "users:delete", "roles:manage"]),
+            &v(&["*"])
+        ));
+    }
+
+    #[test]
+    fn every_granted_permission_must_be_held() {
+        assert!(holds_all(
+            &v(&["users:read", "users:write"]),
+            &v(&["users:read"])
+        ));
+        assert!(holds_all(&v(&["users:read"]), &v(&[])));
+        assert!(!holds_all(
+            &v(&["users:read"]),
+            &v(&["users:read", "users:write"])
+        ));
     }
 }

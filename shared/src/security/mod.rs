@@ -1,13 +1,13 @@
 //! Security: password hashing, access tokens (JWT), opaque one-time and
-//! refresh tokens, revocation, rate limits and the bearer-token extractor.
+//! refresh tokens, rate limits and the bearer-token extractor.
 
 pub mod extract;
 pub mod jwt;
+pub mod lockout;
 pub mod opaque;
 pub mod passwords;
 pub mod rate_limit;
-pub mod revocation;
 
-pub use extract::{AuthUser, Authorized, Permission, perm};
+pub use extract::{AuthUser, Authorized, Permission, holds_all, perm};
 pub use jwt::JwtKeys;
 pub use passwords::PasswordHasher;

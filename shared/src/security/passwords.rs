@@ -33,6 +33,9 @@ pub struct PasswordHasher {
 
 struct Inner {
     params: Params,
+    /// One permit per hash that may run at once.
+    slots: Arc<tokio::sync::Semaphore>,
+    queue_timeout: std::time::Duration,
     /// A PHC string with the configured parameters, a random salt and a
     /// random output: verifying against it costs one real hash and never
     /// matches. Built without hashing, so start-up stays cheap.
@@ -76,17 +79,36 @@ impl PasswordHasher {
         Ok(Self {
             inner: Arc::new(Inner {
                 params,
+                slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent.max(1))),
+                queue_timeout: cfg.queue_timeout,
                 dummy_hash,
                 memory: Mutex::new(Vec::new()),
             }),
         })
     }
 
+    /// Waits for a hashing slot; 503 with `Retry-After` after the queue timeout.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        let wait = self.inner.queue_timeout;
+        match tokio::time::timeout(wait, self.inner.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(Error::internal(closed)),
+            Err(_) => {
+                tracing::warn!("every password-hashing slot stayed busy; request refused");
+                Err(Error::Busy {
+                    retry_after_secs: wait.as_secs().max(1),
+                })
+            }
+        }
+    }
+
     /// Hashes `password` into a PHC string (on the blocking pool).
     pub async fn hash(&self, password: &Password) -> Result<String, Error> {
+        let permit = self.slot().await?;
         let inner = self.inner.clone();
         let password = password.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let salt = random::<SALT_LEN>();
             let mut out = [0u8; OUTPUT_LEN];
             inner
@@ -113,11 +135,13 @@ impl PasswordHasher {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<Verified, Error> {
+        let permit = self.slot().await?;
         let inner = self.inner.clone();
         let password = password.clone();
         let known = stored.is_some();
         let stored = stored.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let phc = stored.as_deref().unwrap_or(&inner.dummy_hash);
             // An unusable stored hash (e.g. an anonymised account) never matches.
             let Some(ok) = inner.check(password.expose().as_bytes(), phc) else {
@@ -214,6 +238,8 @@ mod tests {
             memory_kib,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 2,
+            queue_timeout: std::time::Duration::from_secs(10),
         })
         .unwrap()
     }
@@ -282,6 +308,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(verdict, Verified::YesRehash);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_waits_too_long_for_a_slot_is_busy() {
+        let h = PasswordHasher::new(Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            queue_timeout: std::time::Duration::from_millis(50),
+        })
+        .unwrap();
+        let held = h.inner.slots.clone().acquire_owned().await.unwrap();
+        let p = password("Correct-Horse-Battery-9!");
+        let err = h.hash(&p).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Busy {
+                    retry_after_secs: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.parts().1, "unavailable");
+        drop(held);
+        assert!(h.hash(&p).await.is_ok(), "a free slot serves again");
     }
 
     #[tokio::test]

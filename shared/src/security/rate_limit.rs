@@ -7,6 +7,20 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::cache::Cache;
 use crate::db::{Db, rate_limits};
 use crate::error::Error;
+use crate::security::opaque;
+
+/// Identifiers longer than this (in bytes) are stored as their SHA-256: a
+/// login of 255 'İ' lower-cases to 510 characters, more than the column holds.
+const MAX_IDENTIFIER_BYTES: usize = 128;
+
+/// The key under which `identifier` is counted: itself, or its hash when long.
+fn key_of(identifier: &str) -> std::borrow::Cow<'_, str> {
+    if identifier.len() > MAX_IDENTIFIER_BYTES {
+        format!("sha256:{}", opaque::hash(identifier)).into()
+    } else {
+        identifier.into()
+    }
+}
 
 /// Counts one request; `Err(RateLimited)` when the window's `limit` is exceeded.
 pub async fn check(
@@ -17,6 +31,7 @@ pub async fn check(
     limit: u32,
     window_secs: i64,
 ) -> Result<(), Error> {
+    let identifier = &*key_of(identifier);
     let now = Utc::now().timestamp();
     let start = now - now.rem_euclid(window_secs);
     let retry_after = (start + window_secs - now).max(1) as u64;
@@ -67,5 +82,19 @@ async fn count_in_redis(
             tracing::warn!(error = %err, "Redis unavailable; rate limiting in PostgreSQL");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_identifiers_are_hashed_to_a_bounded_key() {
+        assert_eq!(key_of("alice@example.com"), "alice@example.com");
+        let long = "i\u{307}".repeat(255);
+        let key = key_of(&long);
+        assert!(key.starts_with("sha256:") && key.len() <= 80, "{key}");
+        assert_ne!(key_of(&"a".repeat(200)), key_of(&"b".repeat(200)));
     }
 }
