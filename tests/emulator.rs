@@ -336,3 +336,44 @@ pub fn response_body(response: &Value) -> Value {
         .and_then(|b| serde_json::from_str(b).ok())
         .unwrap_or(Value::Null)
 }
+
+/// A stand-in for CloudFormation's pre-signed response URL: the custom
+/// resource PUTs its result document there. Returns the URL and the document.
+pub async fn cloudformation_receiver() -> (String, oneshot::Receiver<Value>) {
+    let (tx, rx) = oneshot::channel::<Value>();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let receiver = Router::new().route(
+        "/response",
+        axum::routing::put(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding an ephemeral port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, receiver).await;
+    });
+    (format!("http://{addr}/response"), rx)
+}
+
+/// A `Custom::Migrations` Create request answering to `response_url`.
+pub fn migrations_event(response_url: &str) -> Value {
+    serde_json::json!({
+        "RequestType": "Create",
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:cleanup",
+        "ResponseURL": response_url,
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/users/1",
+        "RequestId": "req-1",
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "SchemaMigrations",
+        "ResourceProperties": {"SchemaVersion": "20261128000001"}
+    })
+}

@@ -92,8 +92,7 @@ pub struct TestApp {
     pub client: std::net::SocketAddr,
 }
 
-/// The role the auth, users and admin functions connect as.
-pub const APP_ROLE: &str = "user_management_app";
+pub use shared::db::APP_ROLE;
 
 /// A pool on `pool`'s database whose connections act as [`APP_ROLE`].
 pub fn app_pool(pool: &PgPool) -> PgPool {
@@ -101,7 +100,8 @@ pub fn app_pool(pool: &PgPool) -> PgPool {
         .max_connections(8)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::Executor::execute(&mut *conn, "SET ROLE user_management_app").await?;
+                let set_role = format!("SET ROLE {APP_ROLE}");
+                sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(set_role)).await?;
                 Ok(())
             })
         })

@@ -64,6 +64,11 @@ pub struct Config {
     /// `sslmode` of URLs built from `DB_SECRET_ARN` (default `require`).
     pub db_sslmode: String,
     pub jwt_secret_arn: Option<String>,
+    /// In AWS, for the cleanup function: the secret of the API's database
+    /// role (`user_management_app`), whose password each deploy sets.
+    pub app_db_secret_arn: Option<String>,
+    /// That role's password, once read from `APP_DB_SECRET_ARN`.
+    pub app_db_password: Option<SecretString>,
     pub elasticache_replication_group_id: Option<String>,
     pub db_max_connections: u32,
     pub db_connect_timeout: Duration,
@@ -187,6 +192,8 @@ impl Config {
             db_name: get("DB_NAME"),
             db_sslmode,
             jwt_secret_arn: get("JWT_SECRET_ARN"),
+            app_db_secret_arn: get("APP_DB_SECRET_ARN"),
+            app_db_password: None,
             elasticache_replication_group_id: get("ELASTICACHE_REPLICATION_GROUP_ID"),
             db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", if in_lambda { 2 } else { 20 })?,
             db_connect_timeout: Duration::from_secs(parse(&get, "DB_CONNECT_TIMEOUT_SECONDS", 3)?),

@@ -27,7 +27,9 @@ async fn init_state() -> anyhow::Result<AppState> {
     AppState::from_config_in_aws(config).await
 }
 
-async fn init_db() -> anyhow::Result<crate::db::Db> {
+/// The cleanup function's pools, and the API role's password when
+/// `APP_DB_SECRET_ARN` names it (the migration resource sets it).
+async fn init_db() -> anyhow::Result<(crate::db::Db, Option<secrecy::SecretString>)> {
     let mut config = Config::from_env()?;
     // The job's statements are bounded batches, but its dry-run counts scan
     // whole tables: the API's 5-second statement limit (meant for requests
@@ -38,7 +40,10 @@ async fn init_db() -> anyhow::Result<crate::db::Db> {
         let sdk = crate::aws::sdk_config().await;
         crate::aws::resolve(&mut config, &sdk).await?;
     }
-    Ok(crate::db::Db::connect_lazy(&config)?)
+    Ok((
+        crate::db::Db::connect_lazy(&config)?,
+        config.app_db_password.clone(),
+    ))
 }
 
 /// The cleanup function's statement limit (Lambda allows it 15 minutes).
@@ -48,17 +53,18 @@ const CLEANUP_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from
 /// EventBridge schedule, or `{"dry_run": true}` by hand) runs the job.
 pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
     use crate::jobs::cleanup::{self, CleanupInput, CleanupReport};
-    let db = match init_db().await {
+    let (db, app_password) = match init_db().await {
         Ok(db) => db,
         Err(err) => return Err(report_init_error(err).await),
     };
     let pool = &db.write;
+    let app_password = app_password.as_ref();
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             if let Some(request) =
                 crate::jobs::migrate::CustomResourceEvent::from_payload(&event.payload)
             {
-                crate::jobs::migrate::handle(pool, &request).await?;
+                crate::jobs::migrate::handle(pool, &request, app_password).await?;
                 return Ok::<_, lambda_runtime::Error>(
                     serde_json::json!({"migrations": request.request_type}),
                 );

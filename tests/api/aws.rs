@@ -272,3 +272,70 @@ async fn an_unreachable_secrets_manager_is_an_init_error_naming_the_secret() {
     let (code, _) = function.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(1), "it does not start half-configured");
 }
+
+/// On deploy the migration resource (run as the owner) lets the API role
+/// log in with the password of its own secret; a secret for another role
+/// is an init error naming it.
+#[sqlx::test(migrations = false)]
+async fn the_migration_resource_gives_the_api_role_its_password(pool: PgPool) {
+    let sdk = sdk().await;
+    let password = format!("it's-{}", uuid::Uuid::new_v4());
+    let app_secret = create_secret(
+        &sdk,
+        &json!({"username": tests::APP_ROLE, "password": password}).to_string(),
+    )
+    .await;
+    let mut env = aws_env();
+    env.extend([
+        ("DATABASE_URL", tests::database_url(&pool)),
+        ("APP_DB_SECRET_ARN", app_secret),
+    ]);
+    let (url, rx) = tests::emulator::cloudformation_receiver().await;
+    let cleanup = Function::start("cleanup", &env).await;
+    let answer = cleanup
+        .invoke(tests::emulator::migrations_event(&url))
+        .await
+        .expect("the custom resource answered");
+    assert_eq!(answer["migrations"], "Create");
+    let response = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("CloudFormation got a response")
+        .unwrap();
+    assert_eq!(response["Status"], "SUCCESS", "{response}");
+    // The stored verifier is of this password (SCRAM: salted, never the text).
+    let (login, verifier): (bool, Option<String>) =
+        sqlx::query_as("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = $1")
+            .bind(tests::APP_ROLE)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(login);
+    let verifier = verifier.unwrap_or_default();
+    assert!(verifier.starts_with("SCRAM-SHA-256$"), "{verifier}");
+    assert!(
+        !cleanup.stdout().contains(&password),
+        "the password was logged"
+    );
+
+    let other = create_secret(
+        &sdk,
+        &json!({"username": "postgres", "password": "x"}).to_string(),
+    )
+    .await;
+    let mut env = aws_env();
+    env.extend([
+        ("DATABASE_URL", tests::database_url(&pool)),
+        ("APP_DB_SECRET_ARN", other.clone()),
+    ]);
+    let function = Function::start("cleanup", &env).await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(30))
+        .await
+        .expect("reported");
+    let message = report["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("APP_DB_SECRET_ARN") && message.contains(&other),
+        "{message}"
+    );
+}

@@ -223,38 +223,9 @@ async fn a_bad_signing_key_is_reported_as_an_init_error() {
 
 #[sqlx::test(migrations = false)]
 async fn the_migration_custom_resource_applies_the_schema_and_answers_cloudformation(pool: PgPool) {
-    use axum::routing::put;
-    let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
-    let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
-    let receiver = axum::Router::new().route(
-        "/response",
-        put(move |body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
-                    let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                }
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, receiver).await;
-    });
-
+    let (url, rx) = tests::emulator::cloudformation_receiver().await;
     let cleanup = Function::start("cleanup", &env(&pool)).await;
-    let event = json!({
-        "RequestType": "Create",
-        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:cleanup",
-        "ResponseURL": format!("http://{addr}/response"),
-        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/users/1",
-        "RequestId": "req-1",
-        "ResourceType": "Custom::Migrations",
-        "LogicalResourceId": "SchemaMigrations",
-        "ResourceProperties": {"SchemaVersion": "20261128000001"}
-    });
+    let event = tests::emulator::migrations_event(&url);
     let answer = cleanup
         .invoke(event)
         .await

@@ -122,3 +122,37 @@ async fn a_full_flow_logs_json_with_request_ids_and_no_secrets(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn refusals_are_logged_with_subject_route_and_request_id(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (alice, token) = app.user_with("alice", &[]).await;
+    let capture = Capture::default();
+    shared::telemetry::init_with(LogFormat::Json, EnvFilter::new("info"), capture.clone());
+
+    let forbidden = app.get_as("/v1/admin/users", &token).await;
+    assert_eq!(forbidden.status, 403);
+    let unauthorized = app.get_as("/v1/users/me", "not-a-token").await;
+    assert_eq!(unauthorized.status, 401);
+
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let refusals: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "access refused")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{log}");
+    let [first, second] = [&refusals[0], &refusals[1]];
+    assert_eq!(first["level"], "INFO");
+    assert_eq!(first["status"], 403);
+    assert_eq!(first["subject"], alice.id.to_string());
+    assert_eq!(first["route"], "GET /v1/admin/users");
+    assert_eq!(
+        first["request_id"].as_str(),
+        forbidden.header("x-request-id")
+    );
+    assert_eq!(second["status"], 401);
+    assert!(second["subject"].is_null(), "unknown: {second}");
+    assert_eq!(second["route"], "GET /v1/users/me");
+    assert!(!log.contains(&token), "the token is never logged");
+}

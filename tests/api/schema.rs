@@ -725,3 +725,42 @@ async fn every_foreign_key_is_indexed(pool: PgPool) -> TestResult {
     );
     Ok(())
 }
+
+/// The role the API functions connect as cannot alter the audit trail:
+/// no DELETE, UPDATE or TRUNCATE privilege, and it owns nothing, so it
+/// cannot disable the triggers that keep the rows immutable either.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_app_role_cannot_alter_the_audit_trail(pool: PgPool) -> TestResult {
+    sqlx::query("INSERT INTO audit_logs (action, entity_type) VALUES ('logout', 'user')")
+        .execute(&pool)
+        .await?;
+    let app = tests::app_pool(&pool);
+    for sql in [
+        "DELETE FROM audit_logs",
+        "UPDATE audit_logs SET severity = 'critical'",
+        "TRUNCATE audit_logs",
+        "ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_immutable",
+        "ALTER TABLE audit_logs DISABLE TRIGGER ALL",
+        "DROP TABLE audit_logs CASCADE",
+        "SELECT drop_audit_partitions_before('2999-01-01')",
+    ] {
+        let err = sqlx::query(AssertSqlSafe(sql))
+            .execute(&app)
+            .await
+            .expect_err(sql);
+        let message = err.to_string();
+        assert!(
+            message.contains("permission denied") || message.contains("must be owner"),
+            "{sql}: {message}"
+        );
+    }
+    // What the API needs, it has.
+    sqlx::query("INSERT INTO audit_logs (action, entity_type) VALUES ('logout', 'user')")
+        .execute(&app)
+        .await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs")
+        .fetch_one(&app)
+        .await?;
+    assert_eq!(rows, 2);
+    Ok(())
+}

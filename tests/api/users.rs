@@ -430,3 +430,49 @@ async fn sixty_users_paged_by_25_are_each_seen_once_despite_inserts(pool: PgPool
     assert_eq!(seen.len(), 60);
     assert_eq!(pages, 3);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_export_does_not_reveal_staff(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (admin_user, admin) = app.user_with("admin", &["users:write"]).await;
+    let (user, pair) = app.signed_in("alice").await;
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/admin/users/{}", user.id),
+            Some(json!({"first_name": "Alicia"})),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    // Stored: the admin, with the address and agent it acted from.
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE user_id = $1 AND performed_by = $2 AND ip_address IS NOT NULL",
+    )
+    .bind(user.id)
+    .bind(admin_user.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(stored >= 1);
+
+    let export = app.get_as("/v1/users/me/export", &access(&pair)).await;
+    let events = export.body["audit_events"].as_array().unwrap();
+    let by_staff: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "profile_updated")
+        .collect();
+    assert!(!by_staff.is_empty(), "{events:?}");
+    for event in by_staff {
+        for key in ["performed_by", "ip_address", "user_agent"] {
+            assert!(event.get(key).is_some(), "the key {key} stays");
+            assert!(event[key].is_null(), "{key} revealed: {event}");
+        }
+    }
+    // The user's own actions keep where they came from.
+    let own = events
+        .iter()
+        .find(|e| e["action"] == "login_succeeded")
+        .unwrap();
+    assert!(own["ip_address"].is_string(), "{own}");
+}

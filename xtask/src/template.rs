@@ -70,7 +70,7 @@ pub fn generate(root: &Path) -> Result<()> {
             - Effect: Allow
               Action: secretsmanager:GetSecretValue
               Resource:
-                - !If [CreateDatabase, !Ref DbSecret, !Ref ExistingDbSecretArn]
+                - !Ref AppDbSecret
                 - !Ref JwtSecret
             - Effect: Allow
               Action: elasticache:DescribeReplicationGroups
@@ -134,12 +134,20 @@ const TAIL: &str = r#"  # Applies the embedded migrations on every deploy that b
       ReservedConcurrentExecutions: 1
       LoggingConfig:
         LogGroup: !Ref CleanupFunctionLogs
+      # The owner role: the job creates and drops audit partitions, and on
+      # deploy gives user_management_app the password of AppDbSecret.
+      Environment:
+        Variables:
+          DB_SECRET_ARN: !If [CreateDatabase, !Ref DbSecret, !Ref ExistingDbSecretArn]
+          APP_DB_SECRET_ARN: !Ref AppDbSecret
       Policies:
         - Version: "2012-10-17"
           Statement:
             - Effect: Allow
               Action: secretsmanager:GetSecretValue
-              Resource: !If [CreateDatabase, !Ref DbSecret, !Ref ExistingDbSecretArn]
+              Resource:
+                - !If [CreateDatabase, !Ref DbSecret, !Ref ExistingDbSecretArn]
+                - !Ref AppDbSecret
       Events:
         Nightly:
           Type: ScheduleV2

@@ -55,6 +55,77 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The privilege rule, stated on every admin route that changes something.
+pub const PRIVILEGE_RULE: &str = "**No one hands out more than they hold.** The caller may create, \
+change, assign or remove a role only if it holds every permission the role grants (`*` only \
+if it holds `*`), and may act on another user only if it holds every permission that user \
+holds; otherwise 403 `forbidden`, checked before the rules below. The built-in `admin` role \
+cannot be renamed, lose `*`, or be deleted, and the last active `*` holder cannot be \
+removed, suspended or deleted: 409 `conflict` with a `detail` that says why.";
+
+/// The step-up routes, whose current-password check counts toward the lockout.
+const STEP_UPS: [(&str, &str); 3] = [
+    ("/v1/users/me/password", "post"),
+    ("/v1/users/me/email", "post"),
+    ("/v1/users/me", "delete"),
+];
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+/// Rules stated once, by route, rather than on each handler: the privilege
+/// rule and its 409 on admin changes, lockout and rate limits on step-ups.
+fn add_rules(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let step_up = STEP_UPS.contains(&(path.as_str(), method.as_str()));
+            let admin_change = path.starts_with("/v1/admin/") && method != "get";
+            if admin_change {
+                let description = match op.get("description").and_then(Value::as_str) {
+                    Some(own) => format!("{own}\n\n{PRIVILEGE_RULE}"),
+                    None => PRIVILEGE_RULE.to_string(),
+                };
+                op.insert("description".into(), json!(description));
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if admin_change {
+                responses.insert(
+                    "403".into(),
+                    problem("Not allowed: the permission is missing, or the privilege rule refuses (forbidden), or the account is disabled (account_disabled)"),
+                );
+                responses.entry("409").or_insert_with(|| {
+                    problem("Conflict: the built-in admin role or the last active `*` holder would be lost (conflict)")
+                });
+            }
+            if step_up {
+                responses.insert(
+                    "423".into(),
+                    problem("Too many wrong passwords (here or at login); Retry-After in seconds"),
+                );
+                responses.insert(
+                    "429".into(),
+                    problem("Rate limited per user; Retry-After in seconds"),
+                );
+            }
+        }
+    }
+}
+
 /// The document as pretty JSON (what `openapi.json` holds).
 pub fn json() -> String {
     serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -66,6 +137,7 @@ pub fn json() -> String {
 /// login → refresh/logout) that stateful clients and schemathesis follow.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    add_rules(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in operation.values_mut() {

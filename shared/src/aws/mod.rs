@@ -37,6 +37,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// Does this configuration need AWS at start-up?
 pub fn needed(config: &Config) -> bool {
     config.db_secret_arn.is_some()
+        || config.app_db_secret_arn.is_some()
         || config.jwt_secret_arn.is_some()
         || (config.redis_url.is_none() && config.elasticache_replication_group_id.is_some())
         || config.mail_transport == MailTransport::Ses
@@ -74,6 +75,17 @@ pub async fn resolve(config: &mut Config, sdk: &SdkConfig) -> anyhow::Result<()>
         };
         config.database_url = Some(url(&host));
         config.database_read_url = config.db_read_host.as_deref().map(url);
+    }
+    if let Some(arn) = config.app_db_secret_arn.clone() {
+        let secret = secrets::database(&secrets, &arn)
+            .await
+            .with_context(|| format!("APP_DB_SECRET_ARN: secret {arn}"))?;
+        anyhow::ensure!(
+            secret.username == crate::db::APP_ROLE,
+            "APP_DB_SECRET_ARN: secret {arn} is not for the role {}",
+            crate::db::APP_ROLE
+        );
+        config.app_db_password = Some(secret.password);
     }
     if let Some(arn) = config.jwt_secret_arn.clone() {
         let pem = secrets::string(&secrets, &arn)

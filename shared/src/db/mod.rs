@@ -17,6 +17,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::config::{Config, ConfigError};
 
+/// The database role of the auth, users and admin functions (created by the
+/// migrations; it cannot alter the audit trail).
+pub const APP_ROLE: &str = "user_management_app";
+
 /// The migrations of `migrations/`, embedded in every binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 

@@ -3,11 +3,14 @@
 //! it applies the embedded migrations (sqlx takes an advisory lock), then
 //! answers CloudFormation at the pre-signed `ResponseURL`; the HTTP functions
 //! depend on that resource, so a deploy never serves a schema it does not know.
+//! With the API role's password (from `APP_DB_SECRET_ARN`) it also lets that
+//! role log in with it, so a rotated secret takes effect on the next deploy.
 
 use anyhow::Context;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -33,13 +36,23 @@ impl CustomResourceEvent {
     }
 }
 
-/// Applies the migrations (Create, Update) and reports the outcome to CloudFormation.
-pub async fn handle(pool: &PgPool, event: &CustomResourceEvent) -> anyhow::Result<()> {
+/// Applies the migrations (Create, Update), gives the API role its password
+/// when one is given, and reports the outcome to CloudFormation.
+pub async fn handle(
+    pool: &PgPool,
+    event: &CustomResourceEvent,
+    app_password: Option<&SecretString>,
+) -> anyhow::Result<()> {
     let outcome = match event.request_type.as_str() {
-        "Create" | "Update" => crate::db::MIGRATOR
-            .run(pool)
-            .await
-            .map_err(|e| format!("applying migrations failed: {e}")),
+        "Create" | "Update" => match crate::db::MIGRATOR.run(pool).await {
+            Err(e) => Err(format!("applying migrations failed: {e}")),
+            Ok(()) => match app_password {
+                Some(password) => set_app_password(pool, password)
+                    .await
+                    .map_err(|e| format!("setting the API role's password failed: {e}")),
+                None => Ok(()),
+            },
+        },
         // Deleting the stack keeps the data: nothing to undo.
         _ => Ok(()),
     };
@@ -59,6 +72,26 @@ pub async fn handle(pool: &PgPool, event: &CustomResourceEvent) -> anyhow::Resul
     })
     .to_string();
     respond(&event.response_url, body).await
+}
+
+/// `ALTER ROLE` takes no bind parameters, and a password must never stand
+/// in a statement's text (sqlx and the server may log it): it travels as a
+/// bind parameter into a transaction-local setting, and PL/pgSQL quotes it.
+async fn set_app_password(pool: &PgPool, password: &SecretString) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('um.app_password', $1, true)")
+        .bind(password.expose_secret())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+             EXECUTE format('ALTER ROLE user_management_app WITH LOGIN PASSWORD %L',
+                            current_setting('um.app_password'));
+         END $$",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
 /// PUTs the response document to the pre-signed URL (empty content type, as S3 expects).
