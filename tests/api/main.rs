@@ -16,6 +16,7 @@ mod openapi;
 mod perf_smoke;
 mod plans;
 mod privileges;
+mod races;
 mod schema;
 mod stepup;
 mod supersede;

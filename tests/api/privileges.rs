@@ -647,3 +647,30 @@ async fn restore_brings_back_the_status_before_the_delete(pool: PgPool) {
     );
     assert_problem(&app.login_as(&alice).await, 403, "account_disabled");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_restore_without_a_known_status_is_inactive(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (_, admin) = app.user_with("admin", &["users:delete"]).await;
+    // As a delete before status_before_delete existed left the row.
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, status, deleted_at)
+         VALUES ('old', 'old@example.com', 'x', 'deleted', now()) RETURNING id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let restored = app
+        .call(
+            Method::POST,
+            &format!("/v1/admin/users/{id}/restore"),
+            None,
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_eq!(
+        restored.body["status"], "inactive",
+        "an admin decides, not the default"
+    );
+}

@@ -154,8 +154,9 @@ type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 /// Begins an admin change: privileged changes are serialised (so the last
 /// `*` holder cannot be removed by two admins at once) and audited as the
-/// caller's. Under that lock the caller's permissions are read again, so a
-/// rank lost to a change that just committed is not used.
+/// caller's. Under that lock the caller is checked again (status, session,
+/// permissions), so a suspension, revocation or lost rank that committed
+/// while this request waited is not used.
 async fn begin_change<P: Permission>(
     state: &AppState,
     meta: &RequestMeta,
@@ -163,7 +164,17 @@ async fn begin_change<P: Permission>(
 ) -> Result<Tx> {
     let mut tx = state.db.write.begin().await?;
     roles::lock_privileges(&mut *tx).await?;
-    caller.permissions = users::permissions(&mut *tx, caller.user_id).await?;
+    let now = users::caller(&mut *tx, caller.user_id, caller.session_id)
+        .await?
+        .filter(|c| !c.deleted)
+        .ok_or(Error::Unauthorized)?;
+    if !now.status.may_log_in(state.config.require_verified_email) {
+        return Err(Error::AccountDisabled);
+    }
+    if !now.session_live {
+        return Err(Error::Unauthorized);
+    }
+    caller.permissions = now.permissions;
     caller.require(P::NAME)?;
     audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
     Ok(tx)
@@ -390,7 +401,7 @@ pub(crate) async fn update_user(
         .status
         .filter(|s| *s != user.status && !s.may_log_in(state.config.require_verified_email));
     if disabled.is_some() {
-        let revoked = sessions::revoke_user_sessions(&mut *tx, id, None).await?;
+        let revoked = sessions::revoke_user_sessions(&mut tx, id, None).await?;
         let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(id));
         event.new_values = Some(json!({"sessions_revoked": revoked.len(), "status": disabled}));
         audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
@@ -461,7 +472,7 @@ pub(crate) async fn revoke_sessions(
     let id = parse_id(&id)?;
     let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
     target(&mut tx, &caller, id, Wanted::Any).await?;
-    let revoked = sessions::revoke_user_sessions(&mut *tx, id, None).await?;
+    let revoked = sessions::revoke_user_sessions(&mut tx, id, None).await?;
     let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(id));
     event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
     audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
@@ -541,7 +552,7 @@ pub(crate) async fn delete_user(
     target(&mut tx, &caller, id, Wanted::Any).await?;
     let before = roles::active_superusers(&mut *tx).await?;
     users::soft_delete(&mut *tx, id).await?;
-    sessions::revoke_user_sessions(&mut *tx, id, None).await?;
+    sessions::revoke_user_sessions(&mut tx, id, None).await?;
     keep_a_superuser(&mut tx, before).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -789,6 +800,8 @@ pub(crate) async fn update_role(
     let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
     let current = roles::find(&mut *tx, id).await?.ok_or(Error::NotFound)?;
     caller.outranks(&current.permissions)?;
+    // Changing a role changes what its holders may do: act on them all.
+    caller.outranks(&roles::holders_permissions(&mut *tx, id).await?)?;
     caller.outranks(body.permissions.as_deref().unwrap_or_default())?;
     if current.name == BUILT_IN_ADMIN {
         if body.name.as_deref().is_some_and(|n| n != BUILT_IN_ADMIN) {
@@ -853,6 +866,7 @@ pub(crate) async fn delete_role(
     let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
     let role = roles::find(&mut *tx, id).await?.ok_or(Error::NotFound)?;
     caller.outranks(&role.permissions)?;
+    caller.outranks(&roles::holders_permissions(&mut *tx, id).await?)?;
     if role.name == BUILT_IN_ADMIN {
         return Err(Error::Conflict(
             "The built-in admin role cannot be deleted.",

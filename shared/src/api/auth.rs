@@ -227,6 +227,30 @@ async fn start_session(
     ))
 }
 
+/// Is `token` (revoked) a rotated token presented after the grace window,
+/// that is, a copy in someone else's hands?
+fn reused(state: &AppState, token: &sessions::RefreshToken, now: DateTime<Utc>) -> bool {
+    let grace = Duration::from_std(state.config.refresh_reuse_grace).unwrap_or_default();
+    token.replaced_by.is_some() && token.revoked_at.is_some_and(|at| now - at > grace)
+}
+
+/// Reuse detected: the whole session ends, audited as a warning.
+async fn revoke_reused(
+    state: &AppState,
+    ctx: &crate::db::audit::AuditContext,
+    token: &sessions::RefreshToken,
+) -> Result<()> {
+    let mut tx = state.db.write.begin().await?;
+    sessions::revoke_session(&mut tx, token.user_id, token.session_id).await?;
+    let mut event = AuditEvent::about_user(AuditAction::RefreshTokenReused, Some(token.user_id));
+    event.severity = "warning";
+    event.new_values = Some(json!({"session_id": token.session_id}));
+    audit::record(&mut *tx, ctx, &event).await?;
+    tx.commit().await?;
+    metrics::count(Event::RefreshReuse);
+    Ok(())
+}
+
 /// Seconds from `now` to `expires_at`, both fixed when the token was made
 /// (so 14 days are 1209600, not a second less).
 fn lifetime_secs(now: DateTime<Utc>, expires_at: DateTime<Utc>) -> i64 {
@@ -391,40 +415,64 @@ pub(crate) async fn login(
     }
     let password = Password::candidate(&body.password).map_err(|m| Error::field("password", m))?;
     let fingerprint = bounded("device_fingerprint", body.device_fingerprint, 255)?;
-    limit(&state, "login-account", &login.to_lowercase()).await?;
-
     let ctx = meta.audit(None);
-    let Some(user) = users::find_for_login(&state.db.write, login).await? else {
-        // Same work, same answer as a wrong password: no enumeration. The
-        // same hash, and the same statements in one transaction (the counter
-        // update finds no row), so the answer time tells nothing either.
-        state.hasher.verify(&password, None).await?;
-        return Err(lockout::wrong_password(&state, &ctx, None, "unknown_login", "info").await?);
+    // Logins are ASCII (usernames and e-mail addresses are): any other
+    // string names no account, whatever PostgreSQL's lower() makes of it.
+    let user = match login.is_ascii() {
+        true => users::find_for_login(&state.db.write, login).await?,
+        false => None,
     };
-    lockout::ensure_not_locked(&user)?;
+    // Per account, however it is named (username, e-mail, case).
+    let account = user
+        .as_ref()
+        .map_or_else(|| login.to_lowercase(), |u| u.id.to_string());
+    limit(&state, "login-account", &account).await?;
+
+    let Some(user) = user else {
+        // Same work, same answer as a wrong password: no enumeration. The
+        // same statements (the attempt counter finds no row) and the same
+        // hash, so the answer time tells nothing either.
+        let attempt = lockout::reserve(&state, None).await?;
+        state.hasher.verify(&password, None).await?;
+        let reason = "unknown_login";
+        return Err(lockout::wrong_password(&state, &ctx, None, attempt, reason, "info").await?);
+    };
+    let attempt = lockout::reserve(&state, Some(user.id)).await?;
     let verified = state
         .hasher
         .verify(&password, Some(&user.password_hash))
         .await?;
     if verified == Verified::No {
+        let reason = "wrong_password";
         return Err(
-            lockout::wrong_password(&state, &ctx, Some(user.id), "wrong_password", "info").await?,
+            lockout::wrong_password(&state, &ctx, Some(user.id), attempt, reason, "info").await?,
         );
     }
-
-    if !user.status.may_log_in(state.config.require_verified_email) {
-        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
-        event.new_values = Some(json!({"reason": "account_disabled", "status": user.status}));
-        audit::record(&state.db.write, &ctx, &event).await?;
-        return Err(Error::AccountDisabled);
-    }
-
     let rehash = match verified {
         Verified::YesRehash => Some(state.hasher.hash(&password).await?),
         _ => None,
     };
+
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;
+    // Under the row lock a reset, suspension or delete also takes: if one
+    // committed while the password was being checked, this login loses.
+    let current = users::lock_for_login(&mut *tx, user.id)
+        .await?
+        .filter(|u| !u.deleted && u.password_hash == user.password_hash)
+        .ok_or(Error::InvalidCredentials)?;
+    if !current
+        .status
+        .may_log_in(state.config.require_verified_email)
+    {
+        // The right password: the attempt does not count, the login fails.
+        users::unlock(&mut *tx, user.id).await?;
+        let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
+        event.new_values = Some(json!({"reason": "account_disabled", "status": current.status}));
+        audit::record(&mut *tx, &ctx, &event).await?;
+        tx.commit().await?;
+        return Err(Error::AccountDisabled);
+    }
     users::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
     let (access, refresh_token, refresh_expires_in, session_id) =
         start_session(&state, &mut tx, user.id, &meta, fingerprint.as_deref()).await?;
@@ -477,19 +525,9 @@ pub(crate) async fn refresh(
     let ctx = meta.audit(None);
     let now = Utc::now();
 
-    if let Some(revoked_at) = token.revoked_at {
-        let grace = Duration::from_std(state.config.refresh_reuse_grace).unwrap_or_default();
-        if token.replaced_by.is_some() && now - revoked_at > grace {
-            // A rotated token presented after the grace window: theft.
-            let mut tx = state.db.write.begin().await?;
-            sessions::revoke_session(&mut *tx, token.session_id).await?;
-            let mut event =
-                AuditEvent::about_user(AuditAction::RefreshTokenReused, Some(token.user_id));
-            event.severity = "warning";
-            event.new_values = Some(json!({"session_id": token.session_id}));
-            audit::record(&mut *tx, &ctx, &event).await?;
-            tx.commit().await?;
-            metrics::count(Event::RefreshReuse);
+    if token.revoked_at.is_some() {
+        if reused(&state, &token, now) {
+            revoke_reused(&state, &ctx, &token).await?;
             return Err(Error::RefreshTokenReused);
         }
         return Err(Error::RefreshTokenInvalid);
@@ -509,6 +547,13 @@ pub(crate) async fn refresh(
     }
 
     let mut tx = state.db.write.begin().await?;
+    // Share-locks the user row: a revocation of this user (which locks it
+    // exclusively) either ran before, and the claim below fails, or waits
+    // and then revokes the successor too.
+    match users::lock_for_refresh(&mut *tx, user.id).await? {
+        Some((_, false)) => {}
+        _ => return Err(Error::RefreshTokenInvalid),
+    }
     if !sessions::claim_for_rotation(&mut *tx, token.id).await? {
         // Another refresh of the same token won the race.
         return Err(Error::RefreshTokenInvalid);
@@ -573,22 +618,28 @@ pub(crate) async fn logout(
 ) -> Result<StatusCode> {
     let token_hash = opaque::hash(&body.refresh_token);
     let now = Utc::now();
-    // Only a live token is a credential: a rotated, revoked or expired one
-    // ends nothing (and logout answers 204 all the same).
-    let live = sessions::find_by_hash(&state.db.write, &token_hash)
-        .await?
-        .filter(|t| t.revoked_at.is_none() && t.expires_at > now && t.session_expires_at > now);
-    if let Some(token) = live {
+    let ctx = meta.audit(None);
+    let Some(token) = sessions::find_by_hash(&state.db.write, &token_hash).await? else {
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    // A rotated token after the grace window is a stolen copy, here as at
+    // refresh: its session ends. Otherwise only a live token is a
+    // credential: a spent or expired one ends nothing (204 all the same).
+    if reused(&state, &token, now) {
+        revoke_reused(&state, &ctx, &token).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if token.revoked_at.is_none() && token.expires_at > now && token.session_expires_at > now {
         let mut tx = state.db.write.begin().await?;
         if body.all_sessions {
-            sessions::revoke_user_sessions(&mut *tx, token.user_id, None).await?;
+            sessions::revoke_user_sessions(&mut tx, token.user_id, None).await?;
         } else {
-            sessions::revoke_session(&mut *tx, token.session_id).await?;
+            sessions::revoke_session(&mut tx, token.user_id, token.session_id).await?;
         }
         let mut event = AuditEvent::about_user(AuditAction::Logout, Some(token.user_id));
         event.new_values =
             Some(json!({"session_id": token.session_id, "all_sessions": body.all_sessions}));
-        audit::record(&mut *tx, &meta.audit(None), &event).await?;
+        audit::record(&mut *tx, &ctx, &event).await?;
         tx.commit().await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -710,7 +761,7 @@ pub(crate) async fn reset_password(
     }
     one_time_tokens::invalidate_password_resets(&mut *tx, user_id).await?;
     users::set_password(&mut *tx, user_id, &hash).await?;
-    let revoked = sessions::revoke_user_sessions(&mut *tx, user_id, None).await?;
+    let revoked = sessions::revoke_user_sessions(&mut tx, user_id, None).await?;
     let mut event = AuditEvent::about_user(AuditAction::PasswordResetCompleted, Some(user_id));
     event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
     audit::record(&mut *tx, &ctx, &event).await?;

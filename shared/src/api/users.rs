@@ -107,7 +107,7 @@ async fn confirm_password(
     raw: &str,
 ) -> Result<()> {
     limit(state, endpoint, &user.id.to_string()).await?;
-    lockout::ensure_not_locked(user)?;
+    let attempt = lockout::reserve(state, Some(user.id)).await?;
     let verified = match Password::candidate(raw) {
         Ok(password) => {
             state
@@ -120,11 +120,12 @@ async fn confirm_password(
     if verified == Verified::No {
         let ctx = meta.audit(None);
         let reason = "wrong_current_password";
-        return Err(lockout::wrong_password(state, &ctx, Some(user.id), reason, "warning").await?);
+        let failed =
+            lockout::wrong_password(state, &ctx, Some(user.id), attempt, reason, "warning");
+        return Err(failed.await?);
     }
-    if user.failed_login_attempts > 0 {
-        users::unlock(&state.db.write, user.id).await?;
-    }
+    // The right password: the attempt does not count.
+    users::unlock(&state.db.write, user.id).await?;
     Ok(())
 }
 
@@ -240,7 +241,7 @@ pub(crate) async fn change_password(
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     users::set_password(&mut *tx, user.id, &hash).await?;
     one_time_tokens::invalidate_password_resets(&mut *tx, user.id).await?;
-    sessions::revoke_user_sessions(&mut *tx, user.id, Some(auth.session_id)).await?;
+    sessions::revoke_user_sessions(&mut tx, user.id, Some(auth.session_id)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -337,7 +338,7 @@ pub(crate) async fn delete_me(
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     let before = roles::active_superusers(&mut *tx).await?;
     users::soft_delete(&mut *tx, user.id).await?;
-    sessions::revoke_user_sessions(&mut *tx, user.id, None).await?;
+    sessions::revoke_user_sessions(&mut tx, user.id, None).await?;
     if before > 0 && roles::active_superusers(&mut *tx).await? == 0 {
         return Err(Error::Conflict(LAST_SUPERUSER));
     }
@@ -405,7 +406,7 @@ pub(crate) async fn revoke_session(
     // An id that is not a UUID names no session: 404 like any other.
     let id: Uuid = id.parse().map_err(|_| Error::NotFound)?;
     let mut tx = state.db.write.begin().await?;
-    if !sessions::revoke_own_session(&mut *tx, auth.user_id, id).await? {
+    if !sessions::revoke_own_session(&mut tx, auth.user_id, id).await? {
         return Err(Error::NotFound);
     }
     let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(auth.user_id));

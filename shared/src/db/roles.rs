@@ -179,6 +179,21 @@ pub async fn active_superusers(conn: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     .await
 }
 
+/// Every permission held, through any role, by the users who hold role `id`
+/// (changing or deleting the role acts on each of them).
+pub async fn holders_permissions(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT ARRAY(SELECT DISTINCT p FROM user_roles holder
+                        JOIN user_roles ur ON ur.user_id = holder.user_id
+                        JOIN roles r ON r.id = ur.role_id,
+                        jsonb_array_elements_text(r.permissions) p
+                        WHERE holder.role_id = $1)::text[] AS "permissions!""#,
+        id
+    )
+    .fetch_one(conn)
+    .await
+}
+
 pub async fn find_by_name(conn: impl PgExecutor<'_>, name: &str) -> sqlx::Result<Option<Role>> {
     let row = sqlx::query_as!(
         RoleRow,

@@ -2,7 +2,7 @@
 //! began with one login; each refresh revokes a token and links its successor.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// A stored refresh token.
@@ -96,11 +96,31 @@ pub async fn set_successor(
     Ok(())
 }
 
-/// Revokes every live token of a session; returns how many.
-pub async fn revoke_session(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx::Result<u64> {
+/// Takes the user's row lock for the rest of the transaction before a
+/// revocation: a refresh holds a share lock on it while it rotates, so a
+/// successor committed by a racing refresh is seen and revoked too.
+async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT 1 AS one FROM users WHERE id = $1 FOR UPDATE",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live token of a session of `user_id`; returns how many.
+pub async fn revoke_session(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> sqlx::Result<u64> {
+    lock_user(&mut *conn, user_id).await?;
     Ok(sqlx::query!(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = $1 AND revoked_at IS NULL",
-        session_id
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE session_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        session_id,
+        user_id
     )
     .execute(conn)
     .await?
@@ -109,10 +129,11 @@ pub async fn revoke_session(conn: impl PgExecutor<'_>, session_id: Uuid) -> sqlx
 
 /// Revokes every live session of a user but `keep`; returns the session ids.
 pub async fn revoke_user_sessions(
-    conn: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     user_id: Uuid,
     keep: Option<Uuid>,
 ) -> sqlx::Result<Vec<Uuid>> {
+    lock_user(&mut *conn, user_id).await?;
     sqlx::query_scalar!(
         r#"WITH revoked AS (
                UPDATE refresh_tokens SET revoked_at = now()
@@ -190,20 +211,9 @@ pub async fn list_all(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<
 
 /// Revokes `session_id` if it belongs to `user_id`; `false` otherwise.
 pub async fn revoke_own_session(
-    conn: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     user_id: Uuid,
     session_id: Uuid,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"WITH owned AS (SELECT 1 FROM refresh_tokens WHERE session_id = $2 AND user_id = $1
-                          AND revoked_at IS NULL LIMIT 1),
-                revoked AS (UPDATE refresh_tokens SET revoked_at = now()
-                            WHERE session_id = $2 AND user_id = $1 AND revoked_at IS NULL
-                            RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM owned) AS "owned!""#,
-        user_id,
-        session_id
-    )
-    .fetch_one(conn)
-    .await
+    Ok(revoke_session(conn, user_id, session_id).await? > 0)
 }

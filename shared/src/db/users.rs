@@ -93,51 +93,107 @@ pub async fn id_by_email(
     Ok(row.map(|r| (r.id, r.status)))
 }
 
-/// The outcome of a failed login.
+/// A password attempt, counted before the password is checked.
 #[derive(Debug, Clone, Copy)]
-pub struct FailedLogin {
+pub struct Attempt {
     pub attempts: i32,
     pub locked_until: Option<DateTime<Utc>>,
-    /// This failure reached the threshold and set the lock.
+    /// This attempt reached the threshold and set the lock.
     pub just_locked: bool,
 }
 
-/// Counts a failed login atomically (concurrent failures lose no count);
-/// at `threshold` consecutive failures the account is locked for `minutes`.
-/// A lock that has run out starts a new count. `None` when no user has `id`
-/// (the unknown-login path runs the same statement, so both take the same time).
-pub async fn record_failed_login(
+/// Counts a password attempt of user `id` *before* the password is checked,
+/// unless the account is locked: concurrent guesses cannot all pass a lock
+/// check made before any of them is counted. At `threshold` consecutive
+/// attempts the account locks for `minutes`; a right password clears the
+/// count (and the lock) afterwards. `None` when the account is locked or
+/// there is no user `id` (the unknown-login path runs the same statement,
+/// so both take the same time).
+pub async fn reserve_attempt(
     conn: impl PgExecutor<'_>,
     id: Uuid,
     threshold: i32,
     minutes: i32,
-) -> sqlx::Result<Option<FailedLogin>> {
+) -> sqlx::Result<Option<Attempt>> {
     let row = sqlx::query!(
-        r#"WITH old AS (SELECT id, locked_until FROM users WHERE id = $1 FOR UPDATE)
-           UPDATE users u SET
-               failed_login_attempts = CASE WHEN old.locked_until <= now() THEN 1
+        r#"UPDATE users u SET
+               failed_login_attempts = CASE WHEN u.locked_until IS NOT NULL THEN 1
                                             ELSE u.failed_login_attempts + 1 END,
                locked_until = CASE
-                   WHEN old.locked_until > now() THEN old.locked_until
-                   WHEN (CASE WHEN old.locked_until <= now() THEN 1
+                   WHEN (CASE WHEN u.locked_until IS NOT NULL THEN 1
                               ELSE u.failed_login_attempts + 1 END) >= $2
                        THEN now() + make_interval(mins => $3)
                    ELSE NULL END
-           FROM old WHERE u.id = old.id
-           RETURNING u.failed_login_attempts, u.locked_until,
-                     (u.locked_until IS NOT NULL
-                      AND old.locked_until IS DISTINCT FROM u.locked_until) AS "just_locked!""#,
+           WHERE u.id = $1 AND (u.locked_until IS NULL OR u.locked_until <= now())
+           RETURNING u.failed_login_attempts, u.locked_until"#,
         id,
         threshold,
         minutes
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|row| FailedLogin {
+    Ok(row.map(|row| Attempt {
         attempts: row.failed_login_attempts,
+        just_locked: row.locked_until.is_some(),
         locked_until: row.locked_until,
-        just_locked: row.just_locked,
     }))
+}
+
+/// When the user's lock ends (`None`: not locked, or no such user).
+pub async fn locked_until(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT locked_until FROM users WHERE id = $1 AND locked_until > now()",
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
+}
+
+/// What a login re-checks once its password verified, under the row lock
+/// that password resets, suspensions and deletions also take: a login that
+/// raced one of them sees its outcome.
+#[derive(Debug, Clone)]
+pub struct LoginCheck {
+    pub password_hash: String,
+    pub status: UserStatus,
+    pub deleted: bool,
+}
+
+pub async fn lock_for_login(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<LoginCheck>> {
+    sqlx::query_as!(
+        LoginCheck,
+        r#"SELECT password_hash, status AS "status: UserStatus",
+                  deleted_at IS NOT NULL AS "deleted!"
+           FROM users WHERE id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The status of a user, with a share lock on its row for the rest of the
+/// transaction (a refresh: revocations lock the row exclusively first, so
+/// a rotation and a revocation of the same user serialise). `None`: no
+/// such user; the flag says whether it is soft-deleted.
+pub async fn lock_for_refresh(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<(UserStatus, bool)>> {
+    let row = sqlx::query!(
+        r#"SELECT status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!"
+           FROM users WHERE id = $1 FOR SHARE"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.status, r.deleted)))
 }
 
 /// Records a successful login: clears the failure count and lock, stamps
@@ -310,11 +366,11 @@ pub async fn soft_delete(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bo
 }
 
 /// Restores a soft-deleted, not yet anonymised user with the status it had
-/// before the delete (`active` for rows deleted before that was recorded).
+/// before the delete (`inactive` where that is unknown: an admin decides).
 pub async fn restore(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
     let restored = sqlx::query!(
         r#"UPDATE users SET deleted_at = NULL,
-                            status = COALESCE(status_before_delete, 'active'),
+                            status = COALESCE(status_before_delete, 'inactive'),
                             status_before_delete = NULL
            WHERE id = $1 AND deleted_at IS NOT NULL
              AND email NOT LIKE 'anonymized.%@deleted.local'"#,
