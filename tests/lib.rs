@@ -35,7 +35,7 @@ pub fn database_url(pool: &PgPool) -> String {
     )
 }
 
-/// Configuration for tests: the contract's defaults, a private outbox.
+/// Configuration for tests: the API's defaults, a private outbox.
 pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     let outbox = std::env::temp_dir().join(format!("um-outbox-{}", uuid::Uuid::new_v4()));
     let outbox = outbox.to_string_lossy().into_owned();

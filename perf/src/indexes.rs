@@ -1,4 +1,4 @@
-//! Index usage after a benchmark run: every index of the design, how often
+//! Index usage after a benchmark run: every index of the schema, how often
 //! the planner used it and what it costs on disk.
 
 use std::fmt::Write as _;

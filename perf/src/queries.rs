@@ -42,7 +42,7 @@ pub struct ClassResult {
     pub class: String,
     /// The data-layer function called.
     pub function: &'static str,
-    /// The design document's target (DATABASE-DESIGN.md §3.3).
+    /// The original design's target (docs/schema.md, Performance).
     pub design_target: &'static str,
     /// Our goal for the p95.
     pub goal_p95: Duration,

@@ -1,5 +1,5 @@
 //! Typed configuration, read once per cold start from the environment with
-//! the contract's variable names and defaults; an error names the variable.
+//! the variable names of docs/api.md and defaults; an error names the variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -254,10 +254,11 @@ impl Config {
 }
 
 /// The rate-limited endpoints and the variables that override their limit.
-pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 10] = [
+pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 11] = [
     ("register", "RATE_LIMIT_REGISTER_PER_MINUTE"),
     ("login", "RATE_LIMIT_LOGIN_PER_MINUTE"),
     ("refresh", "RATE_LIMIT_REFRESH_PER_MINUTE"),
+    ("logout", "RATE_LIMIT_LOGOUT_PER_MINUTE"),
     ("password-forgot", "RATE_LIMIT_PASSWORD_FORGOT_PER_MINUTE"),
     ("password-reset", "RATE_LIMIT_PASSWORD_RESET_PER_MINUTE"),
     ("email-verify", "RATE_LIMIT_EMAIL_VERIFY_PER_MINUTE"),

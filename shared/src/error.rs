@@ -26,7 +26,7 @@ impl FieldError {
     }
 }
 
-/// Every way a request can fail, each with the contract's status and code.
+/// Every way a request can fail, each with the status and code of docs/api.md.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("body is not valid JSON: {0}")]

@@ -35,6 +35,12 @@ async fn init_db() -> anyhow::Result<(crate::db::Db, Option<secrecy::SecretStrin
     // whole tables: the API's 5-second statement limit (meant for requests
     // under API Gateway's 29 s) would cancel them on a large database.
     config.db_statement_timeout = config.db_statement_timeout.max(CLEANUP_STATEMENT_TIMEOUT);
+    // The job signs nothing, limits nothing and mails nothing: what the
+    // template's globals name for the HTTP functions (a JWT secret it may
+    // not read, the cache) must not stop it from starting.
+    config.jwt_secret_arn = None;
+    config.elasticache_replication_group_id = None;
+    config.mail_transport = crate::config::MailTransport::Outbox(std::env::temp_dir());
     telemetry::init(config.log_format);
     if crate::aws::needed(&config) {
         let sdk = crate::aws::sdk_config().await;

@@ -289,6 +289,14 @@ async fn the_migration_resource_gives_the_api_role_its_password(pool: PgPool) {
     env.extend([
         ("DATABASE_URL", tests::database_url(&pool)),
         ("APP_DB_SECRET_ARN", app_secret),
+        // The template's globals, meant for the HTTP functions: the job
+        // may not read them and must start without them.
+        (
+            "JWT_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:not-for-cleanup-AbCdEf".into(),
+        ),
+        ("ELASTICACHE_REPLICATION_GROUP_ID", "not-for-cleanup".into()),
+        ("MAIL_TRANSPORT", "ses".into()),
     ]);
     let (url, rx) = tests::emulator::cloudformation_receiver().await;
     let cleanup = Function::start("cleanup", &env).await;

@@ -6,6 +6,7 @@ mod auth;
 mod aws;
 mod bench_smoke;
 mod cleanup;
+mod docs;
 mod faults;
 mod hostile;
 mod http;

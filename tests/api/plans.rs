@@ -1,5 +1,5 @@
 //! Lists at scale: on tables large enough that the planner would choose a
-//! scan otherwise, the exact queries the data layer runs use the design's
+//! scan otherwise, the exact queries the data layer runs use the original design's
 //! indexes (checked with EXPLAIN) and report their latency.
 
 use shared::db::MIGRATOR;

@@ -375,3 +375,131 @@ async fn logout_with_a_stolen_rotated_token_ends_its_session(pool: PgPool) {
         .await;
     assert_problem(&me, 401, "unauthorized");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_password_change_in_flight_loses_to_a_reset(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (alice, pair) = app.signed_in("alice").await;
+    let token = pair["access_token"].as_str().unwrap().to_string();
+    let mut reset = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(alice.id)
+        .execute(&mut *reset)
+        .await
+        .unwrap();
+    let finish = async {
+        someone_waits_for_a_lock(&app.pool).await;
+        sqlx::query("UPDATE users SET password_hash = 'the-victims-reset' WHERE id = $1")
+            .bind(alice.id)
+            .execute(&mut *reset)
+            .await
+            .unwrap();
+        reset.commit().await.unwrap();
+    };
+    let body =
+        json!({"current_password": tests::STRONG_PASSWORD, "new_password": "Thiefs-Own-Pass-77!"});
+    let change = app.call(
+        Method::POST,
+        "/v1/users/me/password",
+        Some(body),
+        Some(&token),
+    );
+    let (changed, ()) = tokio::join!(change, finish);
+    assert_eq!(changed.status.as_u16() / 100, 4, "{}", changed.body);
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(alice.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(hash, "the-victims-reset", "the reset stands");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_right_password_does_not_lift_a_lock_others_set(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let alice = app.register("alice").await;
+    // Someone else's burst locked the account after this attempt was counted.
+    sqlx::query("UPDATE users SET failed_login_attempts = 5, locked_until = now() + interval '15 minutes' WHERE id = $1")
+        .bind(alice.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let cleared = shared::db::users::clear_attempts(&app.pool, alice.id, None)
+        .await
+        .unwrap();
+    assert!(!cleared);
+    let mine: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT locked_until FROM users WHERE id = $1")
+            .bind(alice.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    // The lock this attempt set itself is lifted by its right password.
+    assert!(
+        shared::db::users::clear_attempts(&app.pool, alice.id, Some(mine))
+            .await
+            .unwrap()
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_login_refused_for_load_is_not_counted(pool: PgPool) {
+    let app = TestApp::with_config(
+        pool,
+        &[
+            ("ARGON2_MAX_CONCURRENT", "1"),
+            ("ARGON2_QUEUE_TIMEOUT_MS", "1"),
+            ("ARGON2_MEMORY_KIB", "32768"),
+            ("ARGON2_ITERATIONS", "3"),
+            ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ],
+    );
+    let alice = app.register("alice").await;
+    let guesses = (0..4).map(|i| {
+        let app = &app;
+        async move {
+            app.post(
+                "/v1/auth/login",
+                json!({"login": "alice", "password": format!("Wrong-guess-{i}!")}),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|r| r.status == 401).count() as i32;
+    assert!(
+        answers.iter().any(|r| r.status == 503),
+        "one slot, four hashes"
+    );
+    let counted: i32 = sqlx::query_scalar("SELECT failed_login_attempts FROM users WHERE id = $1")
+        .bind(alice.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, checked, "only the checked attempts count");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn right_passwords_at_once_after_a_cost_change_all_log_in(pool: PgPool) {
+    let old = TestApp::new(pool.clone());
+    let alice = old.register("alice").await;
+    // New Argon2 parameters: the first login rehashes; the others, checked
+    // against the old hash, must find the new one equally right.
+    let app = TestApp::with_config(
+        pool,
+        &[
+            ("ARGON2_ITERATIONS", "2"),
+            ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ],
+    );
+    let logins = (0..4).map(|_| app.login_as(&alice));
+    let answers = futures::future::join_all(logins).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(statuses, [200; 4]);
+    let counted: i32 = sqlx::query_scalar("SELECT failed_login_attempts FROM users WHERE id = $1")
+        .bind(alice.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 0);
+}

@@ -1,4 +1,4 @@
-//! The schema of DATABASE-DESIGN.md as migrated: constraints, uniqueness,
+//! The schema (docs/schema.md) as migrated: constraints, uniqueness,
 //! foreign keys, triggers, functions, partitions, and each fix of the
 //! design's defects (named FIX n as in the migration).
 
@@ -133,7 +133,7 @@ async fn email_and_username_are_unique_case_insensitively(pool: PgPool) -> TestR
     Ok(())
 }
 
-// FIX 2: soft delete works (the design's version broke its own CHECK) and
+// FIX 2: soft delete works (the original design's version broke its own CHECK) and
 // frees the e-mail and username without rewriting them.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn soft_delete_frees_email_and_username_without_mangling(pool: PgPool) -> TestResult {
@@ -478,7 +478,7 @@ async fn audit_logs_is_partitioned_by_month(pool: PgPool) -> TestResult {
     Ok(())
 }
 
-// FIX 1: no index predicate uses a non-immutable function, and the design's
+// FIX 1: no index predicate uses a non-immutable function, and the original design's
 // original statements are indeed rejected by PostgreSQL.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn index_predicates_are_immutable(pool: PgPool) -> TestResult {

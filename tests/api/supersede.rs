@@ -303,3 +303,118 @@ async fn a_newer_change_request_supersedes_the_older(pool: PgPool) {
     );
     assert_eq!(email_of(&app, &alice).await, "second@example.com");
 }
+
+/// A pending e-mail change (an attacker's, with a stolen password) dies
+/// with everything that throws the attacker out: else its token, verified
+/// later, hands the account to the attacker's address.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_pending_email_change_dies_with_what_throws_a_thief_out(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (_, admin) = app.user_with("admin", &["users:write"]).await;
+    for (n, how) in [
+        "reset",
+        "password change",
+        "logout everywhere",
+        "admin revoke",
+        "suspension",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (alice, pair) = app.signed_in(&format!("alice{n}")).await;
+        let thief_mail = format!("thief{n}@example.com");
+        let change = change_email(&app, &access(&pair), &thief_mail).await;
+        match how {
+            "reset" => {
+                let token = forgot(&app, &alice).await;
+                assert_eq!(reset(&app, &token).await.status, 204);
+            }
+            "password change" => {
+                let body =
+                    json!({"current_password": STRONG_PASSWORD, "new_password": NEW_PASSWORD});
+                let changed = app
+                    .call(
+                        Method::POST,
+                        "/v1/users/me/password",
+                        Some(body),
+                        Some(&access(&pair)),
+                    )
+                    .await;
+                assert_eq!(changed.status, 204, "{}", changed.body);
+            }
+            "logout everywhere" => {
+                let body = json!({"refresh_token": refresh(&pair), "all_sessions": true});
+                assert_eq!(app.post("/v1/auth/logout", body).await.status, 204);
+            }
+            "admin revoke" => {
+                let path = format!("/v1/admin/users/{}/revoke-sessions", alice.id);
+                assert_eq!(
+                    app.call(Method::POST, &path, None, Some(&admin))
+                        .await
+                        .status,
+                    204
+                );
+            }
+            _ => {
+                let path = format!("/v1/admin/users/{}", alice.id);
+                let body = json!({"status": "suspended"});
+                assert_eq!(
+                    app.call(Method::PATCH, &path, Some(body), Some(&admin))
+                        .await
+                        .status,
+                    200
+                );
+            }
+        }
+        assert_problem(
+            &app.post("/v1/auth/email/verify", json!({"token": change}))
+                .await,
+            400,
+            "invalid_token",
+        );
+        assert_eq!(
+            email_of(&app, &alice).await,
+            alice.email,
+            "{how}: state unchanged"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_stolen_rotated_token_is_audited_once_however_often_it_is_replayed(pool: PgPool) {
+    let app = TestApp::with_config(
+        pool,
+        &[
+            ("REFRESH_REUSE_GRACE_SECONDS", "0"),
+            ("RATE_LIMIT_LOGOUT_PER_MINUTE", "8"),
+        ],
+    );
+    let (alice, first) = app.signed_in("alice").await;
+    app.post(
+        "/v1/auth/refresh",
+        json!({"refresh_token": refresh(&first)}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = app
+            .post("/v1/auth/logout", json!({"refresh_token": refresh(&first)}))
+            .await;
+        statuses.push(response.status.as_u16());
+    }
+    assert_eq!(statuses[..8], [204; 8]);
+    assert_eq!(
+        statuses[8..],
+        [429, 429],
+        "logout is rate-limited per address"
+    );
+    let warnings: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE user_id = $1 AND action = 'refresh_token_reused'",
+    )
+    .bind(alice.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(warnings, 1);
+}

@@ -1,6 +1,6 @@
 //! template.yaml against the code: the HTTP API's routes are exactly the
 //! documented (and routed) operations, each to the function of its prefix;
-//! the schedule, concurrency and architecture are what the contract says.
+//! the schedule, concurrency and architecture are what docs/operations.md says.
 
 use std::collections::BTreeSet;
 

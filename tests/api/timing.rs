@@ -18,7 +18,7 @@ async fn unknown_account_and_wrong_password_take_the_same_time(pool: PgPool) {
     let app = TestApp::with_config(
         pool,
         &[
-            // The production cost (the contract's defaults), not the suite's cheap one.
+            // The production cost (the API's defaults), not the suite's cheap one.
             ("ARGON2_MEMORY_KIB", "19456"),
             ("ARGON2_ITERATIONS", "2"),
             ("ARGON2_PARALLELISM", "1"),

@@ -6,6 +6,8 @@
 //!   sqlx offline check, the whole suite and schemathesis.
 //! - `cargo xtask seed | bench | load`: performance and reliability runs
 //!   (see `perf/`).
+//! - `cargo xtask openapi`: rewrites `openapi.json` from the handlers.
+//! - `cargo xtask template`: rewrites `template.yaml`'s routes from `openapi.json`.
 
 mod perf;
 mod template;
@@ -66,13 +68,52 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
+/// The steps `run` ran, with their wall time (for the closing summary).
+static STEPS: std::sync::Mutex<Vec<(String, std::time::Duration, bool)>> =
+    std::sync::Mutex::new(Vec::new());
+
 pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
     eprintln!("==> {what}");
+    let started = std::time::Instant::now();
     let status = cmd.status().with_context(|| format!("starting {what}"))?;
+    if let Ok(mut steps) = STEPS.lock() {
+        steps.push((what.to_string(), started.elapsed(), status.success()));
+    }
     if !status.success() {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+/// Prints each step with its time, the test counts from nextest's JUnit
+/// report, and the total.
+fn summary(started: std::time::Instant, junit: &std::path::Path) {
+    eprintln!("\n==> summary");
+    if let Ok(steps) = STEPS.lock() {
+        for (what, took, ok) in steps.iter() {
+            let mark = if *ok { "ok  " } else { "FAIL" };
+            eprintln!("    {mark} {:>7.1} s  {what}", took.as_secs_f64());
+        }
+    }
+    if let Ok(xml) = std::fs::read_to_string(junit) {
+        let attr = |name: &str| {
+            xml.split_once(&format!(" {name}=\""))
+                .and_then(|(_, rest)| rest.split('"').next())
+                .unwrap_or("?")
+                .to_string()
+        };
+        eprintln!(
+            "    tests: {} run, {} failed, {} errors (nextest, {})",
+            attr("tests"),
+            attr("failures"),
+            attr("errors"),
+            junit.display()
+        );
+    }
+    eprintln!(
+        "    total: {:.1} min",
+        started.elapsed().as_secs_f64() / 60.0
+    );
 }
 
 fn dev() -> Result<()> {
@@ -104,6 +145,14 @@ fn dev() -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let junit = perf::target_dir().join("nextest/ci/junit.xml");
+    let result = test_steps(extra);
+    summary(started, &junit);
+    result
+}
+
+fn test_steps(extra: &[String]) -> Result<()> {
     let postgres = Postgres::ensure_running()?;
     let database_url = postgres.url("postgres");
     let redis_url = ensure_redis()?;
@@ -152,12 +201,14 @@ fn test(extra: &[String]) -> Result<()> {
             "--workspace",
             "--all-targets",
             "--no-fail-fast",
+            // All tests, the slow group included (.config/nextest.toml).
+            "--profile",
+            "ci",
         ])
         .args(extra)
         .env("SQLX_OFFLINE", "true")
         .env("DATABASE_URL", &database_url)
         .env("REDIS_URL", &redis_url)
-        .env("TEST_REDIS_URL", &redis_url)
         .env("LAMBDA_BIN_DIR", target.join("release"))
         .env("MOTO_URL", &moto_url);
     run(&mut nextest, "cargo nextest run (the whole suite)")?;

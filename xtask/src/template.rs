@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// The function serving `path`, by the contract's routing table.
+/// The function serving `path`, by the API's routing table (docs/api.md).
 pub fn function_of(path: &str) -> &'static str {
     if path.starts_with("/v1/users") {
         "users"

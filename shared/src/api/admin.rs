@@ -402,6 +402,7 @@ pub(crate) async fn update_user(
         .filter(|s| *s != user.status && !s.may_log_in(state.config.require_verified_email));
     if disabled.is_some() {
         let revoked = sessions::revoke_user_sessions(&mut tx, id, None).await?;
+        one_time_tokens::invalidate_email_verifications(&mut *tx, id).await?;
         let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(id));
         event.new_values = Some(json!({"sessions_revoked": revoked.len(), "status": disabled}));
         audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;
@@ -473,6 +474,8 @@ pub(crate) async fn revoke_sessions(
     let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
     target(&mut tx, &caller, id, Wanted::Any).await?;
     let revoked = sessions::revoke_user_sessions(&mut tx, id, None).await?;
+    // A pending e-mail change (perhaps a thief's) goes with the sessions.
+    one_time_tokens::invalidate_email_verifications(&mut *tx, id).await?;
     let mut event = AuditEvent::about_user(AuditAction::SessionsRevoked, Some(id));
     event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
     audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;

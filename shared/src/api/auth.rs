@@ -21,8 +21,9 @@ use crate::error::{Error, FieldError, Result};
 use crate::http::{ApiJson, RequestMeta};
 use crate::mail::Mail;
 use crate::metrics::{self, Event};
+use crate::security::lockout::{self, Claimant};
 use crate::security::passwords::Verified;
-use crate::security::{AuthUser, lockout, opaque, rate_limit};
+use crate::security::{AuthUser, opaque, rate_limit};
 use crate::state::AppState;
 
 pub(crate) const VERIFICATION_TTL_HOURS: i64 = 24;
@@ -234,14 +235,17 @@ fn reused(state: &AppState, token: &sessions::RefreshToken, now: DateTime<Utc>) 
     token.replaced_by.is_some() && token.revoked_at.is_some_and(|at| now - at > grace)
 }
 
-/// Reuse detected: the whole session ends, audited as a warning.
+/// Reuse detected: the whole session ends, audited as a warning (once:
+/// presenting the token again, when nothing is left to revoke, writes nothing).
 async fn revoke_reused(
     state: &AppState,
     ctx: &crate::db::audit::AuditContext,
     token: &sessions::RefreshToken,
 ) -> Result<()> {
     let mut tx = state.db.write.begin().await?;
-    sessions::revoke_session(&mut tx, token.user_id, token.session_id).await?;
+    if sessions::revoke_session(&mut tx, token.user_id, token.session_id).await? == 0 {
+        return Ok(());
+    }
     let mut event = AuditEvent::about_user(AuditAction::RefreshTokenReused, Some(token.user_id));
     event.severity = "warning";
     event.new_values = Some(json!({"session_id": token.session_id}));
@@ -428,19 +432,22 @@ pub(crate) async fn login(
         .map_or_else(|| login.to_lowercase(), |u| u.id.to_string());
     limit(&state, "login-account", &account).await?;
 
+    // The hashing slot first: a request refused for load (503) never
+    // counts toward the lockout.
+    let slot = state.hasher.slot().await?;
     let Some(user) = user else {
         // Same work, same answer as a wrong password: no enumeration. The
-        // same statements (the attempt counter finds no row) and the same
+        // same writes (a counter row for the unknown login) and the same
         // hash, so the answer time tells nothing either.
-        let attempt = lockout::reserve(&state, None).await?;
-        state.hasher.verify(&password, None).await?;
+        let attempt = lockout::reserve(&state, Claimant::Unknown(login)).await?;
+        state.hasher.verify_in(slot, &password, None).await?;
         let reason = "unknown_login";
         return Err(lockout::wrong_password(&state, &ctx, None, attempt, reason, "info").await?);
     };
-    let attempt = lockout::reserve(&state, Some(user.id)).await?;
+    let attempt = lockout::reserve(&state, Claimant::User(user.id)).await?;
     let verified = state
         .hasher
-        .verify(&password, Some(&user.password_hash))
+        .verify_in(slot, &password, Some(&user.password_hash))
         .await?;
     if verified == Verified::No {
         let reason = "wrong_password";
@@ -459,14 +466,31 @@ pub(crate) async fn login(
     // committed while the password was being checked, this login loses.
     let current = users::lock_for_login(&mut *tx, user.id)
         .await?
-        .filter(|u| !u.deleted && u.password_hash == user.password_hash)
+        .filter(|u| !u.deleted)
         .ok_or(Error::InvalidCredentials)?;
+    let mut rehash = rehash;
+    if current.password_hash != user.password_hash {
+        // Changed meanwhile: by a reset (the old password must fail now) or
+        // by a concurrent login's rehash (the same password still passes).
+        let again = state
+            .hasher
+            .verify(&password, Some(&current.password_hash))
+            .await?;
+        if again == Verified::No {
+            tx.commit().await?;
+            let reason = "wrong_password";
+            let failed =
+                lockout::wrong_password(&state, &ctx, Some(user.id), attempt, reason, "info");
+            return Err(failed.await?);
+        }
+        rehash = None;
+    }
+    lockout::right_password(&mut tx, user.id, attempt).await?;
     if !current
         .status
         .may_log_in(state.config.require_verified_email)
     {
         // The right password: the attempt does not count, the login fails.
-        users::unlock(&mut *tx, user.id).await?;
         let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
         event.new_values = Some(json!({"reason": "account_disabled", "status": current.status}));
         audit::record(&mut *tx, &ctx, &event).await?;
@@ -607,6 +631,7 @@ pub(crate) async fn refresh(
         (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -616,6 +641,7 @@ pub(crate) async fn logout(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<LogoutRequest>,
 ) -> Result<StatusCode> {
+    limit(&state, "logout", &client(&meta)).await?;
     let token_hash = opaque::hash(&body.refresh_token);
     let now = Utc::now();
     let ctx = meta.audit(None);
@@ -633,6 +659,9 @@ pub(crate) async fn logout(
         let mut tx = state.db.write.begin().await?;
         if body.all_sessions {
             sessions::revoke_user_sessions(&mut tx, token.user_id, None).await?;
+            // "Log out everywhere" is what a user does who fears a thief:
+            // a pending e-mail change goes too.
+            one_time_tokens::invalidate_email_verifications(&mut *tx, token.user_id).await?;
         } else {
             sessions::revoke_session(&mut tx, token.user_id, token.session_id).await?;
         }
@@ -753,6 +782,8 @@ pub(crate) async fn reset_password(
     let ctx = meta.audit(None);
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;
+    // The user's row before its tokens, as every transaction takes them.
+    users::lock_for_login(&mut *tx, user_id).await?;
     if one_time_tokens::consume_password_reset(&mut *tx, &token_hash)
         .await?
         .is_none()
@@ -760,6 +791,8 @@ pub(crate) async fn reset_password(
         return Err(Error::InvalidToken);
     }
     one_time_tokens::invalidate_password_resets(&mut *tx, user_id).await?;
+    // A pending e-mail change (perhaps an attacker's) dies with the old password.
+    one_time_tokens::invalidate_email_verifications(&mut *tx, user_id).await?;
     users::set_password(&mut *tx, user_id, &hash).await?;
     let revoked = sessions::revoke_user_sessions(&mut tx, user_id, None).await?;
     let mut event = AuditEvent::about_user(AuditAction::PasswordResetCompleted, Some(user_id));
@@ -793,12 +826,18 @@ pub(crate) async fn verify_email(
     ApiJson(body): ApiJson<VerifyEmailRequest>,
 ) -> Result<ApiJson<UserView>> {
     limit(&state, "email-verify", &client(&meta)).await?;
+    let token_hash = opaque::hash(&body.token);
+    let owner = one_time_tokens::email_verification_user(&state.db.write, &token_hash)
+        .await?
+        .ok_or(Error::InvalidToken)?;
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
-    let (user_id, email) =
-        one_time_tokens::consume_email_verification(&mut *tx, &opaque::hash(&body.token))
-            .await?
-            .ok_or(Error::InvalidToken)?;
+    // The user's row before its tokens, as every transaction takes them.
+    users::lock_for_login(&mut *tx, owner).await?;
+    let (user_id, email) = one_time_tokens::consume_email_verification(&mut *tx, &token_hash)
+        .await?
+        .filter(|(user_id, _)| *user_id == owner)
+        .ok_or(Error::InvalidToken)?;
     match users::mark_email_verified(&mut *tx, user_id, &email).await? {
         None => return Err(Error::InvalidToken),
         // The address changed: reset links sent to the old one die.

@@ -16,6 +16,7 @@ use crate::api::auth::{
 };
 use crate::db::audit::{self, AuditAction, AuditEntry, AuditEvent};
 use crate::db::sessions::Session;
+use crate::db::users::Attempt;
 use crate::db::users::{UserCursor, UserFilter};
 use crate::db::{one_time_tokens, roles, sessions, users};
 use crate::domain::profile::ProfilePatch;
@@ -23,8 +24,9 @@ use crate::domain::user::{AdminUserView, User};
 use crate::domain::{Email, Password, UserStatus, UserView};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
+use crate::security::lockout::{self, Claimant};
 use crate::security::passwords::Verified;
-use crate::security::{AuthUser, Authorized, lockout, opaque, perm};
+use crate::security::{AuthUser, Authorized, opaque, perm};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -99,20 +101,23 @@ pub(crate) async fn me(state: &AppState, auth: &AuthUser) -> Result<User> {
 /// limit): the caller's current password, rate-limited per user and counted
 /// toward the login lockout. 429 over the limit, 423 while locked, 401
 /// `invalid_credentials` for a wrong password (audited as a warning).
+/// Returns the counted attempt, which [`step_up`] settles in the change's
+/// transaction.
 async fn confirm_password(
     state: &AppState,
     meta: &RequestMeta,
     endpoint: &str,
     user: &User,
     raw: &str,
-) -> Result<()> {
+) -> Result<Option<Attempt>> {
     limit(state, endpoint, &user.id.to_string()).await?;
-    let attempt = lockout::reserve(state, Some(user.id)).await?;
+    let slot = state.hasher.slot().await?;
+    let attempt = lockout::reserve(state, Claimant::User(user.id)).await?;
     let verified = match Password::candidate(raw) {
         Ok(password) => {
             state
                 .hasher
-                .verify(&password, Some(&user.password_hash))
+                .verify_in(slot, &password, Some(&user.password_hash))
                 .await?
         }
         Err(_) => Verified::No,
@@ -124,9 +129,41 @@ async fn confirm_password(
             lockout::wrong_password(state, &ctx, Some(user.id), attempt, reason, "warning");
         return Err(failed.await?);
     }
-    // The right password: the attempt does not count.
-    users::unlock(&state.db.write, user.id).await?;
-    Ok(())
+    Ok(attempt)
+}
+
+/// Opens a step-up change in `tx`: locks the caller's row (as a reset, a
+/// suspension or another change would) and checks that nothing happened
+/// since the password was confirmed: the same password hash (else 401
+/// `invalid_credentials`), a status that may log in (else 403), a live
+/// session (else 401). Then the confirmed attempt stops counting.
+async fn step_up(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    auth: &AuthUser,
+    user: &User,
+    attempt: Option<Attempt>,
+) -> Result<()> {
+    let current = users::lock_for_login(&mut *tx, user.id)
+        .await?
+        .filter(|u| !u.deleted)
+        .ok_or(Error::Unauthorized)?;
+    if current.password_hash != user.password_hash {
+        return Err(Error::InvalidCredentials);
+    }
+    if !current
+        .status
+        .may_log_in(state.config.require_verified_email)
+    {
+        return Err(Error::AccountDisabled);
+    }
+    let live = users::caller(&mut *tx, auth.user_id, auth.session_id)
+        .await?
+        .is_some_and(|c| c.session_live);
+    if !live {
+        return Err(Error::Unauthorized);
+    }
+    lockout::right_password(tx, user.id, attempt).await
 }
 
 /// A trimmed, non-empty search text of bounded length.
@@ -225,7 +262,7 @@ pub(crate) async fn change_password(
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode> {
     let user = me(&state, &auth).await?;
-    confirm_password(
+    let attempt = confirm_password(
         &state,
         &meta,
         "password-change",
@@ -238,9 +275,11 @@ pub(crate) async fn change_password(
         .map_err(|m| Error::field("new_password", m))?;
     let hash = state.hasher.hash(&password).await?;
     let mut tx = state.db.write.begin().await?;
+    step_up(&state, &mut tx, &auth, &user, attempt).await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     users::set_password(&mut *tx, user.id, &hash).await?;
     one_time_tokens::invalidate_password_resets(&mut *tx, user.id).await?;
+    one_time_tokens::invalidate_email_verifications(&mut *tx, user.id).await?;
     sessions::revoke_user_sessions(&mut tx, user.id, Some(auth.session_id)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -274,13 +313,16 @@ pub(crate) async fn change_email(
 ) -> Result<StatusCode> {
     let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
     let user = me(&state, &auth).await?;
-    confirm_password(&state, &meta, "email-change", &user, &body.password).await?;
-    if users::email_taken(&state.db.write, email.as_str(), user.id).await? {
-        return Err(Error::EmailTaken);
-    }
+    let attempt = confirm_password(&state, &meta, "email-change", &user, &body.password).await?;
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
+    step_up(&state, &mut tx, &auth, &user, attempt).await?;
+    if users::email_taken(&mut *tx, email.as_str(), user.id).await? {
+        tx.commit().await?;
+        return Err(Error::EmailTaken);
+    }
     if !verification_allowed(&state, &mut tx, email.as_str()).await? {
+        tx.commit().await?;
         return Ok(StatusCode::ACCEPTED);
     }
     // This request supersedes earlier ones (and the registration's token),
@@ -332,9 +374,10 @@ pub(crate) async fn delete_me(
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<StatusCode> {
     let user = me(&state, &auth).await?;
-    confirm_password(&state, &meta, "account-delete", &user, &body.password).await?;
+    let attempt = confirm_password(&state, &meta, "account-delete", &user, &body.password).await?;
     let mut tx = state.db.write.begin().await?;
     roles::lock_privileges(&mut *tx).await?;
+    step_up(&state, &mut tx, &auth, &user, attempt).await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     let before = roles::active_superusers(&mut *tx).await?;
     users::soft_delete(&mut *tx, user.id).await?;

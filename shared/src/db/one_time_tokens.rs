@@ -136,6 +136,39 @@ pub async fn create_email_verification(
     Ok(())
 }
 
+/// Ends every outstanding verification token of the user: a pending e-mail
+/// change must not outlive a password reset or change, a revocation of
+/// every session, or a suspension (it would hand the account to whoever
+/// requested it).
+pub async fn invalidate_email_verifications(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE email_verification_tokens SET verified_at = now()
+         WHERE user_id = $1 AND verified_at IS NULL AND expires_at > now()",
+        user_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The user of a usable verification token (read before the user's row is
+/// locked, so that every transaction locks the user before its tokens).
+pub async fn email_verification_user(
+    conn: impl PgExecutor<'_>,
+    token_hash: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT user_id FROM email_verification_tokens
+         WHERE token_hash = $1 AND verified_at IS NULL AND expires_at > now()",
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Verification mails sent to `email` (any user) in the last hour.
 pub async fn recent_email_verifications(
     conn: impl PgExecutor<'_>,

@@ -196,16 +196,16 @@ pub async fn lock_for_refresh(
     Ok(row.map(|r| (r.status, r.deleted)))
 }
 
-/// Records a successful login: clears the failure count and lock, stamps
-/// `last_login_at`, and stores a re-hashed password when given one.
+/// Records a successful login: stamps `last_login_at` and stores a
+/// re-hashed password when given one. The attempt count is cleared by
+/// [`clear_attempts`] first.
 pub async fn record_successful_login(
     conn: impl PgExecutor<'_>,
     id: Uuid,
     rehash: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        r#"UPDATE users SET failed_login_attempts = 0, locked_until = NULL, last_login_at = now(),
-                            password_hash = COALESCE($2, password_hash)
+        r#"UPDATE users SET last_login_at = now(), password_hash = COALESCE($2, password_hash)
            WHERE id = $1"#,
         id,
         rehash
@@ -213,6 +213,26 @@ pub async fn record_successful_login(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A right password clears the attempt count, and the lock only if this
+/// attempt set it (`mine`): a lock set meanwhile by other guesses stands.
+/// `false` when such a lock is in force (the attempt answers 423).
+pub async fn clear_attempts(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    mine: Option<DateTime<Utc>>,
+) -> sqlx::Result<bool> {
+    let cleared = sqlx::query!(
+        "UPDATE users SET failed_login_attempts = 0, locked_until = NULL
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= now()
+                            OR locked_until = $2)",
+        id,
+        mine
+    )
+    .execute(conn)
+    .await?;
+    Ok(cleared.rows_affected() == 1)
 }
 
 /// Sets a new password hash and clears any lockout.
@@ -358,7 +378,7 @@ pub async fn set_status_and_verification(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Soft-deletes a live user (the design's `soft_delete_user`).
+/// Soft-deletes a live user (the original design's `soft_delete_user`).
 pub async fn soft_delete(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar!(r#"SELECT soft_delete_user($1) AS "deleted!""#, id)
         .fetch_one(conn)

@@ -1,4 +1,4 @@
-//! `Email`: trimmed, lower-cased, at most 255 characters, matching the design's regex.
+//! `Email`: trimmed, lower-cased, at most 255 characters, matching the original design's regex.
 
 use std::sync::LazyLock;
 

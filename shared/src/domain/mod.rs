@@ -1,5 +1,5 @@
 //! Domain types that can only hold valid values (parse, don't validate), and
-//! the user representations of the contract.
+//! the user representations of docs/api.md.
 
 pub mod email;
 pub mod password;

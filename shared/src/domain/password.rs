@@ -1,4 +1,4 @@
-//! `Password`: the design's composition rule (the same as the SQL function
+//! `Password`: the original design's composition rule (the same as the SQL function
 //! `is_strong_password`), at most 128 characters, and not guessable.
 
 use secrecy::{ExposeSecret, SecretString};

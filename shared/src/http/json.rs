@@ -1,4 +1,4 @@
-//! `ApiJson<T>`: the JSON body extractor with the contract's rejections
+//! `ApiJson<T>`: the JSON body extractor with the API's rejections (docs/api.md)
 //! (415 without `application/json`, 413 over 16 KiB, 400 for broken JSON,
 //! 422 naming the field for a wrong shape or an unknown field).
 
@@ -68,7 +68,7 @@ where
 
 /// Deserialises `bytes`, telling broken JSON (400) from a wrong shape (422).
 /// A NUL character (`\u0000`) is refused in any string: PostgreSQL text
-/// cannot hold it, and no field of the contract needs it.
+/// cannot hold it, and no field of the API needs it.
 pub fn parse<T: DeserializeOwned + utoipa::PartialSchema>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
         return Err(Error::field(
@@ -78,7 +78,7 @@ pub fn parse<T: DeserializeOwned + utoipa::PartialSchema>(bytes: &[u8]) -> Resul
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(de) {
-        // Every body of the contract is an object; serde would also take a
+        // Every body of the API is an object; serde would also take a
         // struct written as an array (`[null, null]`).
         Ok(_) if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => Err(
             Error::Validation(vec![FieldError::new("body", "must be a JSON object")]),
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_struct_written_as_an_array_is_refused() {
-        // serde accepts `["a", "b"]` for a struct; the contract's bodies are objects.
+        // serde accepts `["a", "b"]` for a struct; the API's bodies are objects.
         let err = parse::<Login>(br#"["a", "b"]"#).err().and_then(field_of);
         assert_eq!(err.as_deref(), Some("body"));
         assert!(parse::<Login>(br#" {"login": "a", "password": "b"}"#).is_ok());

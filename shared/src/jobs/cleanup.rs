@@ -27,7 +27,7 @@ pub struct CleanupInput {
     pub dry_run: bool,
 }
 
-/// What a run did (or, dry, would do): the contract's cleanup output.
+/// What a run did (or, dry, would do): the cleanup output of docs/operations.md.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CleanupReport {
     pub dry_run: bool,

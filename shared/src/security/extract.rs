@@ -101,7 +101,7 @@ pub trait Permission: Send + Sync + 'static {
     const NAME: &'static str;
 }
 
-/// The permissions of the contract.
+/// The permissions of docs/security.md.
 pub mod perm {
     use super::Permission;
 

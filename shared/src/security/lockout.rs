@@ -4,31 +4,56 @@
 //! Each attempt is counted before its password is checked, so guesses sent
 //! at once cannot all pass the lock check; a right password clears the count.
 
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
+use crate::db::rate_limits;
 use crate::db::users::{self, Attempt};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Event};
+use crate::security::opaque;
 use crate::state::AppState;
 
-/// Counts an attempt for `user_id` before its password is checked: 423
-/// `account_locked` (with the time left) while the account is locked.
-/// `None` for an unknown login (`user_id` `None`), which runs the same
-/// statement so that both take the same time.
-pub async fn reserve(state: &AppState, user_id: Option<Uuid>) -> Result<Option<Attempt>> {
+/// Whose password is tried.
+#[derive(Debug, Clone, Copy)]
+pub enum Claimant<'a> {
+    User(Uuid),
+    /// A login that names no account.
+    Unknown(&'a str),
+}
+
+/// Counts an attempt before its password is checked: 423 `account_locked`
+/// (with the time left) while the account is locked. An unknown login
+/// writes and commits a row too (a counter per login and lockout window),
+/// so that its answer takes as long as a known account's; it gets `None`.
+pub async fn reserve(state: &AppState, who: Claimant<'_>) -> Result<Option<Attempt>> {
+    let id = match who {
+        Claimant::User(id) => id,
+        Claimant::Unknown(login) => {
+            let window = i64::from(state.config.lockout_minutes.max(1)) * 60;
+            let now = Utc::now().timestamp();
+            let start = Utc
+                .timestamp_opt(now - now.rem_euclid(window), 0)
+                .single()
+                .unwrap_or_else(Utc::now);
+            let key = format!("sha256:{}", opaque::hash(&login.to_lowercase()));
+            let end = start + chrono::Duration::seconds(window);
+            rate_limits::hit(&state.db.write, &key, "login-unknown", start, end).await?;
+            return Ok(None);
+        }
+    };
     let attempt = users::reserve_attempt(
         &state.db.write,
-        user_id.unwrap_or_else(Uuid::nil),
+        id,
         state.config.lockout_threshold as i32,
         state.config.lockout_minutes as i32,
     )
     .await?;
-    let Some(id) = user_id.filter(|_| attempt.is_none()) else {
+    if attempt.is_some() {
         return Ok(attempt);
-    };
+    }
     match users::locked_until(&state.db.write, id).await? {
         Some(until) => Err(Error::AccountLocked {
             retry_after_secs: (until - Utc::now()).num_seconds().max(1) as u64,
@@ -36,6 +61,25 @@ pub async fn reserve(state: &AppState, user_id: Option<Uuid>) -> Result<Option<A
         // Purged since it was read: a wrong password all the same.
         None => Err(Error::InvalidCredentials),
     }
+}
+
+/// Clears the count after a right password (in `tx`); 423 when a lock that
+/// this attempt did not set is in force.
+pub async fn right_password(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    attempt: Option<Attempt>,
+) -> Result<()> {
+    let mine = attempt
+        .filter(|a| a.just_locked)
+        .and_then(|a| a.locked_until);
+    if users::clear_attempts(&mut *conn, user_id, mine).await? {
+        return Ok(());
+    }
+    let until = users::locked_until(&mut *conn, user_id).await?;
+    Err(Error::AccountLocked {
+        retry_after_secs: until.map_or(1, |u| (u - Utc::now()).num_seconds().max(1) as u64),
+    })
 }
 
 /// Audits a wrong password (the attempt was counted by [`reserve`]) with

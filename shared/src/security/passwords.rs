@@ -1,7 +1,7 @@
 //! Argon2id password hashing (PHC strings) on the blocking pool, with a dummy
 //! hash so that a login for an unknown user costs what a real one costs.
 //!
-//! Argon2's working memory (19 MiB at the contract's defaults) is kept and
+//! Argon2's working memory (19 MiB at the API's defaults) is kept and
 //! reused between hashes instead of being allocated per hash: the allocator
 //! would otherwise keep each freed block in a per-thread arena, and a Lambda
 //! container's resident memory would grow with every blocking thread that
@@ -42,6 +42,9 @@ struct Inner {
     dummy_hash: String,
     memory: Mutex<Vec<Vec<Block>>>,
 }
+
+/// A hashing slot: one of the `ARGON2_MAX_CONCURRENT` hashes that may run at once.
+pub struct Slot(tokio::sync::OwnedSemaphorePermit);
 
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +90,13 @@ impl PasswordHasher {
         })
     }
 
-    /// Waits for a hashing slot; 503 with `Retry-After` after the queue timeout.
-    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+    /// Waits for a hashing slot; 503 with `Retry-After` after the queue
+    /// timeout. Taken before a password attempt is counted, so a request
+    /// refused for load never counts toward a lockout.
+    pub async fn slot(&self) -> Result<Slot, Error> {
         let wait = self.inner.queue_timeout;
         match tokio::time::timeout(wait, self.inner.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(Slot(permit)),
             Ok(Err(closed)) => Err(Error::internal(closed)),
             Err(_) => {
                 tracing::warn!("every password-hashing slot stayed busy; request refused");
@@ -104,7 +109,7 @@ impl PasswordHasher {
 
     /// Hashes `password` into a PHC string (on the blocking pool).
     pub async fn hash(&self, password: &Password) -> Result<String, Error> {
-        let permit = self.slot().await?;
+        let Slot(permit) = self.slot().await?;
         let inner = self.inner.clone();
         let password = password.clone();
         tokio::task::spawn_blocking(move || {
@@ -135,7 +140,17 @@ impl PasswordHasher {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<Verified, Error> {
-        let permit = self.slot().await?;
+        self.verify_in(self.slot().await?, password, stored).await
+    }
+
+    /// [`verify`](Self::verify) in a slot already taken.
+    pub async fn verify_in(
+        &self,
+        slot: Slot,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<Verified, Error> {
+        let permit = slot.0;
         let inner = self.inner.clone();
         let password = password.clone();
         let known = stored.is_some();
