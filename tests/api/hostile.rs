@@ -215,6 +215,14 @@ async fn hostile_bodies_and_queries_get_4xx_and_change_nothing(pool: PgPool) {
         assert!(response.status.as_u16() < 500, "{path}: {}", response.body);
     }
 
+    // A NUL in a path parameter names nothing (PostgreSQL text cannot hold it).
+    for method in [Method::PUT, Method::DELETE] {
+        let path = format!("/v1/admin/users/{}/roles/a%00b", alice.id);
+        let response = app.call(method.clone(), &path, None, Some(&admin)).await;
+        tried += 1;
+        assert_eq!(response.status, 404, "{method} {path}: {}", response.body);
+        assert_eq!(response.code(), Some("not_found"));
+    }
     assert_eq!(
         fingerprint(&app.pool).await,
         before,

@@ -206,3 +206,66 @@ async fn a_burst_of_hashes_queues_and_the_overflow_is_503(pool: PgPool) {
         "the one with the slot is served"
     );
 }
+
+/// The lockout answers an unknown login as it answers an account: 401 up
+/// to the threshold, then 423 with the same Retry-After.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_lockout_does_not_tell_whether_an_account_exists(pool: PgPool) {
+    let app = TestApp::with_config(pool, &[("RATE_LIMIT_PER_MINUTE", "1000")]);
+    app.register("alice").await;
+    let mut sequences = Vec::new();
+    for login in ["alice", "nobody"] {
+        let mut answers = Vec::new();
+        for _ in 0..7 {
+            let response = app
+                .post("/v1/auth/login", json!({"login": login, "password": WRONG}))
+                .await;
+            let retry = response
+                .header("retry-after")
+                .and_then(|r| r.parse::<u64>().ok())
+                .map(|r| r / 60);
+            answers.push((
+                response.status.as_u16(),
+                response.code().map(str::to_owned),
+                retry,
+            ));
+        }
+        sequences.push(answers);
+    }
+    assert_eq!(sequences[0], sequences[1]);
+    assert_eq!(sequences[0][5].0, 423, "{:?}", sequences[0]);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn refused_changes_with_the_right_password_do_not_lock_the_account(pool: PgPool) {
+    let app = TestApp::with_config(pool, &[("LOCKOUT_THRESHOLD", "3")]);
+    let (root, pair) = app.signed_in("root").await;
+    sqlx::query(
+        "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = 'admin'",
+    )
+    .bind(root.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let token = pair["access_token"].as_str().unwrap().to_string();
+    for _ in 0..4 {
+        // A new password the rules refuse.
+        let weak = json!({"current_password": STRONG_PASSWORD, "new_password": "short"});
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/users/me/password",
+                Some(weak),
+                Some(&token),
+            )
+            .await;
+        assert_problem(&response, 422, "validation_failed");
+        // The last `*` holder may not delete their account.
+        let delete = json!({"password": STRONG_PASSWORD});
+        let response = app
+            .call(Method::DELETE, "/v1/users/me", Some(delete), Some(&token))
+            .await;
+        assert_problem(&response, 409, "conflict");
+    }
+    assert_eq!(app.login_as(&root).await.status, 200, "not locked");
+}

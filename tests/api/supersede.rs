@@ -418,3 +418,29 @@ async fn a_stolen_rotated_token_is_audited_once_however_often_it_is_replayed(poo
     .unwrap();
     assert_eq!(warnings, 1);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_pending_email_change_does_not_survive_a_delete_and_restore(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (_, admin) = app.user_with("admin", &["users:delete"]).await;
+    let (alice, pair) = app.signed_in("alice").await;
+    let change = change_email(&app, &access(&pair), "thief@example.com").await;
+    let path = format!("/v1/admin/users/{}", alice.id);
+    assert_eq!(
+        app.call(Method::DELETE, &path, None, Some(&admin))
+            .await
+            .status,
+        204
+    );
+    let restored = app
+        .call(Method::POST, &format!("{path}/restore"), None, Some(&admin))
+        .await;
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_problem(
+        &app.post("/v1/auth/email/verify", json!({"token": change}))
+            .await,
+        400,
+        "invalid_token",
+    );
+    assert_eq!(email_of(&app, &alice).await, alice.email);
+}

@@ -66,6 +66,15 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// UUID locally), records the client, opens the log span and sets the
 /// response headers every answer carries.
 pub async fn context(mut req: Request, next: Next) -> Response {
+    // A NUL (`%00`) names nothing: PostgreSQL text cannot hold it, so a
+    // path parameter carrying one would fail in the database (a 500).
+    if req.uri().path().to_ascii_lowercase().contains("%00") {
+        let mut response = axum::response::IntoResponse::into_response(Error::NotFound);
+        if let Ok(value) = HeaderValue::from_str(&Uuid::new_v4().to_string()) {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+        }
+        return response;
+    }
     let lambda = match req.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV2(ctx)) => Some((
             ctx.request_id.clone(),

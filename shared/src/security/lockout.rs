@@ -4,7 +4,7 @@
 //! Each attempt is counted before its password is checked, so guesses sent
 //! at once cannot all pass the lock check; a right password clears the count.
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -25,23 +25,27 @@ pub enum Claimant<'a> {
 }
 
 /// Counts an attempt before its password is checked: 423 `account_locked`
-/// (with the time left) while the account is locked. An unknown login
-/// writes and commits a row too (a counter per login and lockout window),
-/// so that its answer takes as long as a known account's; it gets `None`.
+/// (with the time left) while the account is locked. An unknown login is
+/// counted and locked the same way in a row of its own (same writes, same
+/// answers: the lockout tells nothing about whether an account exists); it
+/// gets `None`.
 pub async fn reserve(state: &AppState, who: Claimant<'_>) -> Result<Option<Attempt>> {
     let id = match who {
         Claimant::User(id) => id,
         Claimant::Unknown(login) => {
-            let window = i64::from(state.config.lockout_minutes.max(1)) * 60;
-            let now = Utc::now().timestamp();
-            let start = Utc
-                .timestamp_opt(now - now.rem_euclid(window), 0)
-                .single()
-                .unwrap_or_else(Utc::now);
             let key = format!("sha256:{}", opaque::hash(&login.to_lowercase()));
-            let end = start + chrono::Duration::seconds(window);
-            rate_limits::hit(&state.db.write, &key, "login-unknown", start, end).await?;
-            return Ok(None);
+            let counted = rate_limits::reserve_unknown_attempt(
+                &state.db.write,
+                &key,
+                state.config.lockout_threshold as i32,
+                state.config.lockout_minutes as i32,
+            )
+            .await?;
+            if counted.is_some() {
+                return Ok(None);
+            }
+            let until = rate_limits::unknown_blocked_until(&state.db.write, &key).await?;
+            return Err(locked(until));
         }
     };
     let attempt = users::reserve_attempt(
@@ -55,12 +59,27 @@ pub async fn reserve(state: &AppState, who: Claimant<'_>) -> Result<Option<Attem
         return Ok(attempt);
     }
     match users::locked_until(&state.db.write, id).await? {
-        Some(until) => Err(Error::AccountLocked {
-            retry_after_secs: (until - Utc::now()).num_seconds().max(1) as u64,
-        }),
+        Some(until) => Err(locked(Some(until))),
         // Purged since it was read: a wrong password all the same.
         None => Err(Error::InvalidCredentials),
     }
+}
+
+/// 423 `account_locked` with the seconds left.
+fn locked(until: Option<chrono::DateTime<Utc>>) -> Error {
+    Error::AccountLocked {
+        retry_after_secs: until.map_or(1, |u| (u - Utc::now()).num_seconds().max(1) as u64),
+    }
+}
+
+/// A counted attempt that ended before its password was judged (a refused
+/// new password, a busy hashing slot, a conflict): it stops counting.
+pub async fn forget(state: &AppState, user_id: Uuid, attempt: Option<Attempt>) -> Result<()> {
+    let mine = attempt
+        .filter(|a| a.just_locked)
+        .and_then(|a| a.locked_until);
+    users::clear_attempts(&state.db.write, user_id, mine).await?;
+    Ok(())
 }
 
 /// Clears the count after a right password (in `tx`); 423 when a lock that
@@ -76,10 +95,7 @@ pub async fn right_password(
     if users::clear_attempts(&mut *conn, user_id, mine).await? {
         return Ok(());
     }
-    let until = users::locked_until(&mut *conn, user_id).await?;
-    Err(Error::AccountLocked {
-        retry_after_secs: until.map_or(1, |u| (u - Utc::now()).num_seconds().max(1) as u64),
-    })
+    Err(locked(users::locked_until(&mut *conn, user_id).await?))
 }
 
 /// Audits a wrong password (the attempt was counted by [`reserve`]) with

@@ -1,0 +1,122 @@
+//! `/v1/auth/*` and `/.well-known/*`: registration, login, refresh-token
+//! rotation, logout, password reset, e-mail verification, and the public
+//! key documents. Every state change is audited in its own transaction.
+
+pub(crate) mod email;
+pub(crate) mod password;
+pub(crate) mod register;
+pub(crate) mod session;
+pub(crate) mod well_known;
+
+use axum::Router;
+use axum::routing::{get, post};
+use uuid::Uuid;
+
+use crate::db::one_time_tokens::{self, MailKind};
+use crate::db::users;
+use crate::domain::user::User;
+use crate::error::{Error, Result};
+use crate::http::RequestMeta;
+use crate::mail::Mail;
+use crate::security::rate_limit;
+use crate::state::AppState;
+
+pub use password::reset_mail;
+
+pub(crate) const VERIFICATION_TTL_HOURS: i64 = 24;
+pub(crate) const RESET_TTL_HOURS: i64 = 1;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/register", post(register::register))
+        .route("/v1/auth/login", post(session::login))
+        .route("/v1/auth/refresh", post(session::refresh))
+        .route("/v1/auth/logout", post(session::logout))
+        .route("/v1/auth/password/forgot", post(password::forgot_password))
+        .route("/v1/auth/password/reset", post(password::reset_password))
+        .route("/v1/auth/email/verify", post(email::verify_email))
+        .route("/v1/auth/email/resend", post(email::resend_verification))
+        .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(well_known::openid_configuration),
+        )
+}
+
+fn client(meta: &RequestMeta) -> String {
+    meta.ip
+        .map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
+pub(crate) async fn limit(state: &AppState, endpoint: &str, identifier: &str) -> Result<()> {
+    rate_limit::check(
+        state.cache.as_ref(),
+        &state.db,
+        endpoint,
+        identifier,
+        state.config.rate_limit_for(endpoint),
+        60,
+    )
+    .await
+}
+
+/// Bounds an optional client-supplied string (fingerprint) before storing it.
+fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>> {
+    match value {
+        Some(v) if v.chars().count() > max || v.contains('\0') => Err(Error::field(
+            field,
+            format!("must be at most {max} characters without NUL"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!(
+        "{}/{path}?token={token}",
+        state.config.app_base_url.trim_end_matches('/')
+    )
+}
+
+/// Sends a mail after the transaction that created its token committed; a
+/// failure is logged (without the message) and the request still succeeds.
+pub(crate) async fn deliver(state: &AppState, mail: Mail) {
+    if let Err(err) = state.mailer.send(&mail).await {
+        tracing::error!(error = %err, subject = %mail.subject, "sending mail failed");
+    }
+}
+
+/// The per-address hourly cap of verification mails (registration, resend,
+/// e-mail change, counted together; reset mails have their own): takes the
+/// address's lock for the rest of `tx` and says whether one more may go.
+/// Over the cap the request still succeeds, without a mail.
+pub(crate) async fn verification_allowed(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    email: &str,
+) -> Result<bool> {
+    one_time_tokens::lock_mail_address(&mut *tx, MailKind::Verification, email).await?;
+    let recent = one_time_tokens::recent_email_verifications(&mut *tx, email).await?;
+    let allowed = recent < i64::from(state.config.verification_mails_per_hour);
+    if !allowed {
+        tracing::info!("verification mail cap reached; request answered without a mail");
+    }
+    Ok(allowed)
+}
+
+pub(crate) fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Verify your e-mail address".into(),
+        text: format!(
+            "Confirm this address by opening the link below (valid for {VERIFICATION_TTL_HOURS} hours):\n\n{}\n",
+            link(state, "verify-email", token)
+        ),
+    }
+}
+
+async fn load_user(state: &AppState, id: Uuid) -> Result<User> {
+    users::find_by_id(&state.db.write, id)
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("user {id} vanished")))
+}

@@ -1,0 +1,163 @@
+//! `POST /v1/auth/password/forgot` and `/reset`: the reset mail (capped per
+//! address) and the reset itself, which ends every session.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{RESET_TTL_HOURS, client, deliver, limit, link};
+use crate::db::audit::{self, AuditAction, AuditEvent};
+use crate::db::one_time_tokens::{self, MailKind};
+use crate::db::{sessions, users};
+use crate::domain::{Email, Password};
+use crate::error::{Error, Result};
+use crate::http::{ApiJson, RequestMeta};
+use crate::mail::Mail;
+use crate::security::opaque;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub token: String,
+    pub new_password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/forgot",
+    tag = "auth",
+    summary = "Request a password-reset mail",
+    request_body = ForgotPasswordRequest,
+    responses(
+        (status = 202, description = "Accepted, whether or not the account exists"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn forgot_password(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<ForgotPasswordRequest>,
+) -> Result<StatusCode> {
+    limit(&state, "password-forgot", &client(&meta)).await?;
+    let email = Email::parse(&body.email).map_err(|m| Error::field("email", m))?;
+    limit(&state, "password-forgot-email", email.as_str()).await?;
+    let Some((user_id, _status)) = users::id_by_email(&state.db.write, email.as_str()).await?
+    else {
+        return Ok(StatusCode::ACCEPTED);
+    };
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    // The user's row before its tokens, as every transaction takes them.
+    users::lock_for_login(&mut *tx, user_id).await?;
+    one_time_tokens::lock_mail_address(&mut *tx, MailKind::PasswordReset, email.as_str()).await?;
+    let recent = one_time_tokens::recent_password_resets(&mut *tx, user_id).await?;
+    if recent >= i64::from(state.config.reset_mails_per_hour) {
+        tracing::info!("password reset mail cap reached; request answered without a mail");
+        return Ok(StatusCode::ACCEPTED);
+    }
+    one_time_tokens::create_password_reset(
+        &mut *tx,
+        user_id,
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(RESET_TTL_HOURS),
+        meta.ip.map(|ip| ip.to_string()),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(None),
+        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id)),
+    )
+    .await?;
+    tx.commit().await?;
+    deliver(&state, reset_mail(&state, email.as_str(), &token)).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The password-reset mail (also sent by an admin's reset request).
+pub fn reset_mail(state: &AppState, to: &str, token: &str) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Reset your password".into(),
+        text: format!(
+            "Choose a new password by opening the link below (valid for {RESET_TTL_HOURS} hour; \
+             if you did not ask for this, ignore this mail):\n\n{}\n",
+            link(state, "reset-password", token)
+        ),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/reset",
+    tag = "auth",
+    summary = "Set a new password with a reset token",
+    request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "Password set; every session revoked"),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn reset_password(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<ResetPasswordRequest>,
+) -> Result<StatusCode> {
+    limit(&state, "password-reset", &client(&meta)).await?;
+    let token_hash = opaque::hash(&body.token);
+    let user_id = one_time_tokens::find_password_reset(&state.db.write, &token_hash)
+        .await?
+        .ok_or(Error::InvalidToken)?;
+    let user = users::find_by_id(&state.db.write, user_id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::InvalidToken)?;
+    let local_part = user.email.split('@').next().unwrap_or_default();
+    let password = Password::parse(&body.new_password, &[&user.username, local_part])
+        .map_err(|m| Error::field("new_password", m))?;
+    let hash = state.hasher.hash(&password).await?;
+
+    let ctx = meta.audit(None);
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &ctx).await?;
+    // The user's row before its tokens, as every transaction takes them.
+    users::lock_for_login(&mut *tx, user_id).await?;
+    if one_time_tokens::consume_password_reset(&mut *tx, &token_hash)
+        .await?
+        .is_none()
+    {
+        return Err(Error::InvalidToken);
+    }
+    one_time_tokens::invalidate_password_resets(&mut *tx, user_id).await?;
+    // A pending e-mail change (perhaps an attacker's) dies with the old password.
+    one_time_tokens::invalidate_email_verifications(&mut *tx, user_id).await?;
+    users::set_password(&mut *tx, user_id, &hash).await?;
+    let revoked = sessions::revoke_user_sessions(&mut tx, user_id, None).await?;
+    let mut event = AuditEvent::about_user(AuditAction::PasswordResetCompleted, Some(user_id));
+    event.new_values = Some(json!({"sessions_revoked": revoked.len()}));
+    audit::record(&mut *tx, &ctx, &event).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

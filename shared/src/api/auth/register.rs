@@ -1,0 +1,133 @@
+//! `POST /v1/auth/register`: a new account and its verification mail.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+
+use super::{
+    VERIFICATION_TTL_HOURS, client, deliver, limit, load_user, verification_allowed,
+    verification_mail,
+};
+use crate::db::audit;
+use crate::db::one_time_tokens;
+use crate::db::users;
+use crate::domain::{Email, Password, UserStatus, UserView, Username, profile};
+use crate::error::{Error, FieldError, Result};
+use crate::http::{ApiJson, RequestMeta};
+use crate::metrics::{self, Event};
+use crate::security::opaque;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gdpr_consent: Option<bool>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    summary = "Register an account",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The new user; Location names it", body = crate::domain::UserView),
+        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response> {
+    limit(&state, "register", &client(&meta)).await?;
+
+    let mut errors = Vec::new();
+    let username = Username::parse(&body.username)
+        .map_err(|m| errors.push(FieldError::new("username", m)))
+        .ok();
+    let email = Email::parse(&body.email)
+        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .ok();
+    let local_part = email.as_ref().map(Email::local_part).unwrap_or_default();
+    let password = Password::parse(&body.password, &[&body.username, local_part, &body.email])
+        .map_err(|m| errors.push(FieldError::new("password", m)))
+        .ok();
+    for (field, value) in [
+        ("first_name", &body.first_name),
+        ("last_name", &body.last_name),
+    ] {
+        if let Some(Err(m)) = value.as_deref().map(profile::name) {
+            errors.push(FieldError::new(field, m));
+        }
+    }
+    let (Some(username), Some(email), Some(password), true) =
+        (username, email, password, errors.is_empty())
+    else {
+        return Err(Error::Validation(errors));
+    };
+    limit(&state, "register-email", email.as_str()).await?;
+
+    let password_hash = state.hasher.hash(&password).await?;
+    let status = if state.config.require_verified_email {
+        UserStatus::PendingVerification
+    } else {
+        UserStatus::Active
+    };
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &meta.audit(None)).await?;
+    let id = users::insert(
+        &mut *tx,
+        &users::NewUser {
+            username: username.as_str(),
+            email: email.as_str(),
+            password_hash: &password_hash,
+            first_name: body.first_name.as_deref(),
+            last_name: body.last_name.as_deref(),
+            status,
+            gdpr_consent: body.gdpr_consent.unwrap_or(false),
+        },
+    )
+    .await?;
+    let mail = verification_allowed(&state, &mut tx, email.as_str()).await?;
+    if mail {
+        one_time_tokens::create_email_verification(
+            &mut *tx,
+            id,
+            email.as_str(),
+            &opaque::hash(&token),
+            Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+            false,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+
+    metrics::count(Event::Registration);
+    if mail {
+        deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+    }
+    let user = load_user(&state, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/users/{id}"))],
+        ApiJson(UserView::from(&user)),
+    )
+        .into_response())
+}

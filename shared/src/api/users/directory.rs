@@ -1,0 +1,96 @@
+//! `GET /v1/users` and `GET /v1/users/{id}`: other users, with `users:read`.
+
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::search_text;
+use crate::db::users;
+use crate::db::users::{UserCursor, UserFilter};
+use crate::domain::{UserStatus, UserView};
+use crate::error::{Error, Result};
+use crate::http::{ApiJson, ApiQuery, Page, pagination};
+use crate::security::{AuthUser, Authorized, perm};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    pub q: Option<String>,
+    pub status: Option<UserStatus>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "users",
+    summary = "List users (users:read)",
+    params(UserListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Users", body = crate::http::Page<crate::domain::UserView>),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    _caller: Authorized<perm::UsersRead>,
+    ApiQuery(query): ApiQuery<UserListQuery>,
+) -> Result<ApiJson<Page<UserView>>> {
+    let limit = pagination::limit(query.limit)?;
+    let after: Option<UserCursor> = pagination::decode(query.cursor.as_deref())?;
+    let filter = UserFilter {
+        q: search_text(query.q)?,
+        status: query.status,
+        ..UserFilter::default()
+    };
+    let rows = users::list(&state.db.read, &filter, after.as_ref(), limit).await?;
+    Ok(ApiJson(pagination::page(
+        rows,
+        limit,
+        |u| UserCursor {
+            at: Some(u.created_at),
+            id: u.id,
+        },
+        |u| UserView::from(u),
+    )))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    summary = "Read a user (self or users:read)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = crate::domain::UserView),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<ApiJson<UserView>> {
+    // An id that is not a UUID names no user: 404 like any other.
+    let id: Uuid = id.parse().map_err(|_| Error::NotFound)?;
+    if id != auth.user_id && !auth.can("users:read") {
+        return Err(Error::NotFound);
+    }
+    let user = users::find_by_id(&state.db.read, id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::NotFound)?;
+    Ok(ApiJson(UserView::from(&user)))
+}

@@ -1,0 +1,81 @@
+//! `GET /v1/users/me/export`: everything stored about the caller (GDPR).
+
+use axum::Extension;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::me;
+use crate::db::audit::{self, AuditAction, AuditEntry, AuditEvent};
+use crate::db::sessions;
+use crate::db::sessions::Session;
+use crate::domain::user::AdminUserView;
+use crate::error::Result;
+use crate::http::{ApiJson, RequestMeta};
+use crate::security::AuthUser;
+use crate::state::AppState;
+
+/// Everything stored about the caller.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Export {
+    pub user: AdminUserView,
+    pub roles: Vec<String>,
+    pub sessions: Vec<Session>,
+    pub audit_events: Vec<AuditEntry>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users/me/export",
+    tag = "users",
+    summary = "Export my data (GDPR)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Everything stored about me", body = Export),
+        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    auth: AuthUser,
+) -> Result<ApiJson<Export>> {
+    let user = me(&state, &auth).await?;
+    audit::record(
+        &state.db.write,
+        &meta.audit(None),
+        &AuditEvent::about_user(AuditAction::DataExported, Some(user.id)),
+    )
+    .await?;
+    let sessions = sessions::list_all(&state.db.write, user.id)
+        .await?
+        .into_iter()
+        .map(|s| Session {
+            current: s.id == auth.session_id,
+            ..s
+        })
+        .collect();
+    // Staff stay private: of an action someone else performed, the export
+    // says what was done, not who did it or from where.
+    let audit_events = audit::about_user(&state.db.write, user.id)
+        .await?
+        .into_iter()
+        .map(|e| match e.performed_by {
+            Some(by) if by != user.id => AuditEntry {
+                performed_by: None,
+                ip_address: None,
+                user_agent: None,
+                ..e
+            },
+            _ => e,
+        })
+        .collect();
+    Ok(ApiJson(Export {
+        roles: user.roles.clone(),
+        user: AdminUserView::from(&user),
+        sessions,
+        audit_events,
+    }))
+}

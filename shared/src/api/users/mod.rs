@@ -1,0 +1,64 @@
+//! `/v1/users*`: the caller's own account (profile, password, e-mail,
+//! sessions, GDPR export, deletion) and, with `users:read`, other users.
+
+pub(crate) mod account;
+pub(crate) mod directory;
+pub(crate) mod export;
+pub(crate) mod profile;
+pub(crate) mod sessions;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+
+use crate::db::users;
+use crate::domain::user::User;
+use crate::error::{Error, Result};
+use crate::security::AuthUser;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users", get(directory::list_users))
+        .route(
+            "/v1/users/me",
+            get(profile::get_me)
+                .patch(profile::update_me)
+                .delete(account::delete_me),
+        )
+        .route("/v1/users/me/password", post(account::change_password))
+        .route("/v1/users/me/email", post(account::change_email))
+        .route("/v1/users/me/sessions", get(sessions::list_sessions))
+        .route(
+            "/v1/users/me/sessions/{id}",
+            delete(sessions::revoke_session),
+        )
+        .route("/v1/users/me/export", get(export::export))
+        .route("/v1/users/{id}", get(directory::get_user))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The caller's live account (deleted meanwhile: 401, the token is stale).
+pub(crate) async fn me(state: &AppState, auth: &AuthUser) -> Result<User> {
+    users::find_by_id(&state.db.write, auth.user_id)
+        .await?
+        .filter(|u| u.deleted_at.is_none())
+        .ok_or(Error::Unauthorized)
+}
+
+/// A trimmed, non-empty search text of bounded length.
+pub(crate) fn search_text(q: Option<String>) -> Result<Option<String>> {
+    match q.map(|q| q.trim().to_string()).filter(|q| !q.is_empty()) {
+        Some(q) if q.chars().count() > 200 || q.contains('\0') => Err(Error::field(
+            "q",
+            "must be at most 200 characters without NUL",
+        )),
+        other => Ok(other),
+    }
+}
