@@ -28,8 +28,6 @@ pub struct Health {
     summary = "Health of the API and its dependencies",
     responses(
         (status = 200, description = "Database reachable", body = Health),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> Result<ApiJson<Health>> {

@@ -81,8 +81,80 @@ fn problem(description: &str) -> Value {
     })
 }
 
-/// Rules stated once, by route, rather than on each handler: the privilege
-/// rule and its 409 on admin changes, lockout and rate limits on step-ups.
+/// The problem answers that follow from an operation's shape, stated once:
+/// (status, when, description).
+const BY_SHAPE: [(&str, Shape, &str); 9] = [
+    ("400", Shape::Body, "Malformed JSON (malformed_json)"),
+    (
+        "401",
+        Shape::Bearer,
+        "Missing, invalid, expired or revoked bearer token (unauthorized)",
+    ),
+    (
+        "403",
+        Shape::Bearer,
+        "Authenticated but not allowed (forbidden / account_disabled)",
+    ),
+    (
+        "404",
+        Shape::PathId,
+        "No such resource (not_found), also for one the caller may not see",
+    ),
+    ("413", Shape::Body, "Body over 16 KiB (payload_too_large)"),
+    (
+        "415",
+        Shape::Body,
+        "Body is not application/json (unsupported_media_type)",
+    ),
+    (
+        "422",
+        Shape::Input,
+        "Validation failed (validation_failed); errors[] names each field",
+    ),
+    (
+        "500",
+        Shape::Any,
+        "Internal error (internal); never leaks details",
+    ),
+    (
+        "503",
+        Shape::Any,
+        "A dependency is unavailable (unavailable)",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Any,
+    /// Has a request body.
+    Body,
+    /// Takes a bearer token.
+    Bearer,
+    /// Has a path parameter.
+    PathId,
+    /// Has a body or query parameters.
+    Input,
+}
+
+fn has(op: &serde_json::Map<String, Value>, shape: Shape) -> bool {
+    let params = |place: &str| {
+        op.get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|ps| ps.iter().any(|p| p["in"] == place))
+    };
+    match shape {
+        Shape::Any => true,
+        Shape::Body => op.contains_key("requestBody"),
+        Shape::Bearer => op.contains_key("security"),
+        Shape::PathId => params("path"),
+        Shape::Input => op.contains_key("requestBody") || params("query"),
+    }
+}
+
+/// Rules stated once, by route, rather than on each handler: the problem
+/// answers every operation of a shape can give, the privilege rule and its
+/// 409 on admin changes, lockout and rate limits on step-ups. An answer a
+/// handler declares itself (e.g. 400 `invalid_token`) is kept.
 fn add_rules(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -104,9 +176,18 @@ fn add_rules(doc: &mut Value) {
                 };
                 op.insert("description".into(), json!(description));
             }
+            let shaped: Vec<_> = BY_SHAPE
+                .iter()
+                .filter(|(_, shape, _)| has(op, *shape))
+                .collect();
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                 continue;
             };
+            for (status, _, description) in shaped {
+                responses
+                    .entry(*status)
+                    .or_insert_with(|| problem(description));
+            }
             if admin_change {
                 responses.insert(
                     "403".into(),
@@ -126,6 +207,9 @@ fn add_rules(doc: &mut Value) {
                     problem("Rate limited per user; Retry-After in seconds"),
                 );
             }
+            let mut sorted: Vec<_> = std::mem::take(responses).into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            responses.extend(sorted);
         }
     }
 }

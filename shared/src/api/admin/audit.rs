@@ -34,11 +34,6 @@ pub struct AuditQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Audit entries, newest first", body = crate::http::Page<crate::db::audit::AuditEntry>),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn audit_logs(

@@ -92,11 +92,6 @@ fn role_conflict(err: sqlx::Error) -> Error {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Assigned (idempotent)"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn assign_role(
@@ -130,11 +125,6 @@ pub(crate) async fn assign_role(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Removed (idempotent)"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove_role(
@@ -170,11 +160,6 @@ pub(crate) async fn remove_role(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Roles", body = crate::http::Page<crate::db::roles::Role>),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_roles(
@@ -213,15 +198,7 @@ fn role_event(action: AuditAction, role: &Role) -> AuditEvent<'static> {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The new role", body = crate::db::roles::Role),
-        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_role(
@@ -261,16 +238,7 @@ pub(crate) async fn create_role(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated role", body = crate::db::roles::Role),
-        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn update_role(
@@ -333,12 +301,7 @@ pub(crate) async fn update_role(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn delete_role(

@@ -34,14 +34,9 @@ pub struct VerifyEmailRequest {
     request_body = VerifyEmailRequest,
     responses(
         (status = 200, description = "The verified user", body = crate::domain::UserView),
-        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or the token is unknown, used or expired (invalid_token)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn verify_email(
@@ -81,11 +76,7 @@ pub(crate) async fn verify_email(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "A new verification mail is on its way"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn resend_verification(

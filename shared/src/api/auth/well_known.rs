@@ -13,8 +13,6 @@ use crate::state::AppState;
     summary = "Public signing keys",
     responses(
         (status = 200, description = "JSON Web Key Set", body = Object),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn jwks(State(state): State<AppState>) -> ApiJson<Value> {
@@ -28,8 +26,6 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> ApiJson<Value> {
     summary = "Issuer and JWKS location",
     responses(
         (status = 200, description = "OpenID discovery document", body = Object),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn openid_configuration(State(state): State<AppState>) -> ApiJson<Value> {

@@ -123,14 +123,6 @@ async fn step_up(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Changed; other sessions revoked"),
-        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn change_password(
@@ -180,15 +172,7 @@ pub(crate) async fn change_password(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Verification mail sent to the new address"),
-        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict (email_taken / username_taken / conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn change_email(
@@ -243,14 +227,6 @@ pub(crate) async fn change_email(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted; every session revoked"),
-        (status = 400, description = "Malformed JSON, or a reset/verification token unknown, used or expired", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed; errors[] names each field", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn delete_me(
