@@ -146,7 +146,9 @@ fn dev() -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
-    let junit = perf::target_dir().join("nextest/ci/junit.xml");
+    // nextest keeps its reports under the workspace's target/, whatever
+    // CARGO_TARGET_DIR says.
+    let junit = root().join("target/nextest/ci/junit.xml");
     let result = test_steps(extra);
     summary(started, &junit);
     result
