@@ -424,7 +424,7 @@ async fn a_right_password_does_not_lift_a_lock_others_set(pool: PgPool) {
         .execute(&app.pool)
         .await
         .unwrap();
-    let cleared = shared::db::users::clear_attempts(&app.pool, alice.id, None)
+    let cleared = shared::db::logins::clear_attempts(&app.pool, alice.id, None)
         .await
         .unwrap();
     assert!(!cleared);
@@ -436,7 +436,7 @@ async fn a_right_password_does_not_lift_a_lock_others_set(pool: PgPool) {
             .unwrap();
     // The lock this attempt set itself is lifted by its right password.
     assert!(
-        shared::db::users::clear_attempts(&app.pool, alice.id, Some(mine))
+        shared::db::logins::clear_attempts(&app.pool, alice.id, Some(mine))
             .await
             .unwrap()
     );

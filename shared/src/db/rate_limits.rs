@@ -29,7 +29,7 @@ pub async fn hit(
 }
 
 /// The attempt counter of a login that names no account: one row per login
-/// (hashed), counted and locked exactly as `users::reserve_attempt` counts
+/// (hashed), counted and locked exactly as `logins::reserve_attempt` counts
 /// and locks an account, so that the answers (401, then 423 with the same
 /// Retry-After) do not tell the two apart. `None` while locked.
 pub async fn reserve_unknown_attempt(

@@ -9,8 +9,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
+use crate::db::logins::{self, Attempt};
 use crate::db::rate_limits;
-use crate::db::users::{self, Attempt};
+
 use crate::error::{Error, Result};
 use crate::metrics::{self, Event};
 use crate::security::opaque;
@@ -48,7 +49,7 @@ pub async fn reserve(state: &AppState, who: Claimant<'_>) -> Result<Option<Attem
             return Err(locked(until));
         }
     };
-    let attempt = users::reserve_attempt(
+    let attempt = logins::reserve_attempt(
         &state.db.write,
         id,
         state.config.lockout_threshold as i32,
@@ -58,7 +59,7 @@ pub async fn reserve(state: &AppState, who: Claimant<'_>) -> Result<Option<Attem
     if attempt.is_some() {
         return Ok(attempt);
     }
-    match users::locked_until(&state.db.write, id).await? {
+    match logins::locked_until(&state.db.write, id).await? {
         Some(until) => Err(locked(Some(until))),
         // Purged since it was read: a wrong password all the same.
         None => Err(Error::InvalidCredentials),
@@ -78,7 +79,7 @@ pub async fn forget(state: &AppState, user_id: Uuid, attempt: Option<Attempt>) -
     let mine = attempt
         .filter(|a| a.just_locked)
         .and_then(|a| a.locked_until);
-    users::clear_attempts(&state.db.write, user_id, mine).await?;
+    logins::clear_attempts(&state.db.write, user_id, mine).await?;
     Ok(())
 }
 
@@ -92,10 +93,10 @@ pub async fn right_password(
     let mine = attempt
         .filter(|a| a.just_locked)
         .and_then(|a| a.locked_until);
-    if users::clear_attempts(&mut *conn, user_id, mine).await? {
+    if logins::clear_attempts(&mut *conn, user_id, mine).await? {
         return Ok(());
     }
-    Err(locked(users::locked_until(&mut *conn, user_id).await?))
+    Err(locked(logins::locked_until(&mut *conn, user_id).await?))
 }
 
 /// Audits a wrong password (the attempt was counted by [`reserve`]) with

@@ -12,6 +12,7 @@ use super::{Wanted, admin_view, begin_change, keep_a_superuser, parse_id, subjec
 use crate::api::auth::{RESET_TTL_HOURS, deliver, reset_mail};
 use crate::api::users::search_text;
 use crate::db::audit::{self, AuditAction, AuditEvent};
+use crate::db::logins;
 use crate::db::roles;
 use crate::db::users::{UserCursor, UserFilter, UserSort};
 use crate::db::{one_time_tokens, sessions, users};
@@ -269,7 +270,7 @@ pub(crate) async fn send_password_reset(
     let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
     let user = target(&mut tx, &caller, id, Wanted::Live).await?;
     // The user's row before its tokens, as every transaction takes them.
-    users::lock_for_login(&mut *tx, user.id).await?;
+    logins::lock_for_login(&mut *tx, user.id).await?;
     one_time_tokens::create_password_reset(
         &mut *tx,
         user.id,

@@ -12,6 +12,7 @@ use super::{
     verification_mail,
 };
 use crate::db::audit::{self, AuditAction, AuditEvent};
+use crate::db::logins;
 use crate::db::one_time_tokens;
 use crate::db::users;
 use crate::domain::UserView;
@@ -52,7 +53,7 @@ pub(crate) async fn verify_email(
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     // The user's row before its tokens, as every transaction takes them.
-    users::lock_for_login(&mut *tx, owner).await?;
+    logins::lock_for_login(&mut *tx, owner).await?;
     let (user_id, email) = one_time_tokens::consume_email_verification(&mut *tx, &token_hash)
         .await?
         .filter(|(user_id, _)| *user_id == owner)
@@ -92,7 +93,7 @@ pub(crate) async fn resend_verification(
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
     // The user's row before its tokens, as every transaction takes them.
-    users::lock_for_login(&mut *tx, user.id).await?;
+    logins::lock_for_login(&mut *tx, user.id).await?;
     if !verification_allowed(&state, &mut tx, &user.email).await? {
         return Ok(StatusCode::ACCEPTED);
     }

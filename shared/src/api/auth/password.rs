@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{RESET_TTL_HOURS, client, deliver, limit, link};
 use crate::db::audit::{self, AuditAction, AuditEvent};
+use crate::db::logins;
 use crate::db::one_time_tokens::{self, MailKind};
 use crate::db::{sessions, users};
 use crate::domain::{Email, Password};
@@ -58,7 +59,7 @@ pub(crate) async fn forgot_password(
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
     // The user's row before its tokens, as every transaction takes them.
-    users::lock_for_login(&mut *tx, user_id).await?;
+    logins::lock_for_login(&mut *tx, user_id).await?;
     one_time_tokens::lock_mail_address(&mut *tx, MailKind::PasswordReset, email.as_str()).await?;
     let recent = one_time_tokens::recent_password_resets(&mut *tx, user_id).await?;
     if recent >= i64::from(state.config.reset_mails_per_hour) {
@@ -132,7 +133,7 @@ pub(crate) async fn reset_password(
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;
     // The user's row before its tokens, as every transaction takes them.
-    users::lock_for_login(&mut *tx, user_id).await?;
+    logins::lock_for_login(&mut *tx, user_id).await?;
     if one_time_tokens::consume_password_reset(&mut *tx, &token_hash)
         .await?
         .is_none()

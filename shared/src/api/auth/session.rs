@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{bounded, client, limit, load_user};
 use crate::db::audit::{self, AuditAction, AuditEvent};
+use crate::db::logins;
 use crate::db::one_time_tokens;
 use crate::db::{sessions, users};
 use crate::domain::user::User;
@@ -228,7 +229,7 @@ pub(crate) async fn login(
     for _ in 0..3 {
         let mut tx = state.db.write.begin().await?;
         audit::set_context(&mut *tx, &ctx).await?;
-        let current = users::lock_for_login(&mut *tx, user.id)
+        let current = logins::lock_for_login(&mut *tx, user.id)
             .await?
             .filter(|u| !u.deleted)
             .ok_or(Error::InvalidCredentials)?;
@@ -263,7 +264,7 @@ pub(crate) async fn login(
         tx.commit().await?;
         return Err(Error::AccountDisabled);
     }
-    users::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
+    logins::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
     let (access, refresh_token, refresh_expires_in, session_id) =
         start_session(&state, &mut tx, user.id, &meta, fingerprint.as_deref()).await?;
     let mut event = AuditEvent::about_user(AuditAction::LoginSucceeded, Some(user.id));
@@ -334,7 +335,7 @@ pub(crate) async fn refresh(
     // Share-locks the user row: a revocation of this user (which locks it
     // exclusively) either ran before, and the claim below fails, or waits
     // and then revokes the successor too.
-    match users::lock_for_refresh(&mut *tx, user.id).await? {
+    match logins::lock_for_refresh(&mut *tx, user.id).await? {
         Some((_, false)) => {}
         _ => return Err(Error::RefreshTokenInvalid),
     }

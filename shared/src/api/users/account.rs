@@ -14,7 +14,7 @@ use crate::api::auth::{
     VERIFICATION_TTL_HOURS, deliver, limit, verification_allowed, verification_mail,
 };
 use crate::db::audit::{self, AuditAction, AuditEvent};
-use crate::db::users::Attempt;
+use crate::db::logins::{self, Attempt};
 use crate::db::{one_time_tokens, roles, sessions, users};
 use crate::domain::user::User;
 use crate::domain::{Email, Password};
@@ -92,7 +92,7 @@ async fn step_up(
     user: &User,
     attempt: Option<Attempt>,
 ) -> Result<()> {
-    let current = users::lock_for_login(&mut *tx, user.id)
+    let current = logins::lock_for_login(&mut *tx, user.id)
         .await?
         .filter(|u| !u.deleted)
         .ok_or(Error::Unauthorized)?;
