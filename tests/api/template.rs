@@ -1,5 +1,6 @@
-//! template.yaml against the code: the HTTP API's routes are exactly the
-//! documented (and routed) operations, each to the function of its prefix;
+//! template.yaml and Cargo.toml against the code: the HTTP API's routes are
+//! exactly the documented (and routed) operations, each to the function its
+//! tag names, and `cargo lambda watch` routes them alike;
 //! the schedule, concurrency and architecture are what docs/operations.md says.
 
 use std::collections::BTreeSet;
@@ -15,32 +16,25 @@ fn template() -> Yaml {
         .remove(0)
 }
 
-fn function_of(path: &str) -> &'static str {
-    if path.starts_with("/v1/users") {
-        "UsersFunction"
-    } else if path.starts_with("/v1/admin/") {
-        "AdminFunction"
-    } else {
-        "AuthFunction"
-    }
-}
-
-#[test]
-fn the_http_api_routes_are_exactly_the_routers_routes() {
+fn operations() -> Vec<xtask::routes::Operation> {
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json")).unwrap(),
     )
     .unwrap();
-    let mut documented = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            documented.insert((
-                function_of(path).to_string(),
-                method.to_uppercase(),
-                path.clone(),
-            ));
-        }
-    }
+    xtask::routes::operations(&doc).unwrap()
+}
+
+#[test]
+fn the_http_api_routes_are_exactly_the_routers_routes() {
+    let documented: BTreeSet<_> = operations()
+        .into_iter()
+        .map(|op| {
+            let mut function = op.function;
+            function[..1].make_ascii_uppercase();
+            (format!("{function}Function"), op.method, op.path)
+        })
+        .collect();
+    assert_eq!(documented.len(), 37);
     let template = template();
     let mut routed = BTreeSet::new();
     for (name, resource) in template["Resources"].as_hash().unwrap() {
@@ -60,6 +54,18 @@ fn the_http_api_routes_are_exactly_the_routers_routes() {
         }
     }
     assert_eq!(routed, documented, "regenerate with `cargo xtask template`");
+}
+
+#[test]
+fn cargo_lambda_watch_routes_every_path_to_its_function() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")).unwrap();
+    let router = xtask::routes::watch_router(&operations());
+    assert!(
+        manifest.ends_with(&router),
+        "regenerate the router with `cargo xtask template`"
+    );
+    assert!(router.contains("\"/v1/admin/roles/{id}\" = \"admin\""));
 }
 
 #[test]

@@ -1,22 +1,19 @@
-//! `cargo xtask template`: writes `template.yaml` from `deploy/template.head.yaml`
-//! and the operations of `openapi.json`, so the HTTP API's routes are
-//! exactly the routers' routes, each sent to its function.
+//! `cargo xtask template`: writes `template.yaml` from the YAML pieces in
+//! `deploy/` and the operations of `openapi.json`, so the HTTP API's routes
+//! are exactly the routers' routes, each sent to the function its tag names;
+//! and rewrites the `cargo lambda watch` router that ends `Cargo.toml`.
+//!
+//! `template.head.yaml` (parameters, network, database, cache, API), then
+//! `template.function.yaml` once per HTTP function (`{Logical}`,
+//! `{function}`) with its routes as events, then `template.tail.yaml` (the
+//! migrations, the cleanup function, log groups, outputs) with
+//! `{schema_version}` (the newest migration) and `{alarms}` (from [`ALARMS`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-
-/// The function serving `path`, by the API's routing table (docs/api.md).
-pub fn function_of(path: &str) -> &'static str {
-    if path.starts_with("/v1/users") {
-        "users"
-    } else if path.starts_with("/v1/admin/") {
-        "admin"
-    } else {
-        "auth"
-    }
-}
+use xtask::routes::{self, HTTP_FUNCTIONS, Operation};
 
 fn title(name: &str) -> String {
     let mut chars = name.chars();
@@ -27,72 +24,109 @@ fn title(name: &str) -> String {
 }
 
 /// A CloudFormation logical id for an operation: `PostV1AuthRegister`.
-fn event_name(method: &str, path: &str) -> String {
-    let mut name = title(&method.to_ascii_lowercase());
-    for part in path.split(|c: char| !c.is_ascii_alphanumeric()) {
+fn event_name(op: &Operation) -> String {
+    let mut name = title(&op.method.to_ascii_lowercase());
+    for part in op.path.split(|c: char| !c.is_ascii_alphanumeric()) {
         name.push_str(&title(part));
     }
     name
 }
 
-const HTTP_FUNCTIONS: [&str; 3] = ["auth", "users", "admin"];
+/// What an alarm watches: (dimension name, `!Ref` target) or none.
+type Dimension = Option<(&'static str, &'static str)>;
 
-pub fn generate(root: &Path) -> Result<()> {
-    let head = std::fs::read_to_string(root.join("deploy/template.head.yaml"))
-        .context("reading deploy/template.head.yaml")?;
-    let doc: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("openapi.json")).context("reading openapi.json")?,
-    )?;
-    let paths = doc["paths"]
-        .as_object()
-        .context("openapi.json has no paths")?;
-    let mut out = head;
-    for function in HTTP_FUNCTIONS {
-        let logical = format!("{}Function", title(function));
-        let ses = "            - Effect: Allow\n              Action: ses:SendEmail\n              Resource: !Sub \"arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*\"\n";
+/// One CloudWatch alarm: name, description, namespace, metric, dimension,
+/// statistic (`p99` is an extended one), period (s), evaluation periods,
+/// threshold, comparison. docs/operations.md says what each means and what
+/// to do.
+type Alarm = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Dimension,
+    &'static str,
+    u32,
+    u32,
+    u32,
+    &'static str,
+);
+
+const AT_LEAST: &str = "GreaterThanOrEqualToThreshold";
+
+/// The alarms, one row each.
+#[rustfmt::skip]
+pub const ALARMS: [Alarm; 8] = [
+    ("ApiServerErrorsAlarm", "The API answered 5xx", "AWS/ApiGateway", "5xx", Some(("ApiId", "HttpApi")), "Sum", 300, 1, 5, AT_LEAST),
+    ("ApiLatencyAlarm", "API p99 latency above 1 s", "AWS/ApiGateway", "Latency", Some(("ApiId", "HttpApi")), "p99", 300, 3, 1000, "GreaterThanThreshold"),
+    ("FunctionErrorsAlarm", "A function failed (any of the four)", "AWS/Lambda", "Errors", None, "Sum", 300, 1, 1, AT_LEAST),
+    ("FunctionThrottlesAlarm", "Lambda throttled invocations", "AWS/Lambda", "Throttles", None, "Sum", 300, 1, 1, AT_LEAST),
+    ("CleanupErrorsAlarm", "The nightly cleanup failed", "AWS/Lambda", "Errors", Some(("FunctionName", "CleanupFunction")), "Sum", 86400, 1, 1, AT_LEAST),
+    ("RefreshReuseAlarm", "A rotated refresh token was replayed (possible token theft)", "UserManagementApi", "RefreshReuseDetections", Some(("Function", "AuthFunction")), "Sum", 300, 1, 1, AT_LEAST),
+    ("LoginFailureSpikeAlarm", "Failed logins spiking (credential stuffing?)", "UserManagementApi", "LoginFailures", Some(("Function", "AuthFunction")), "Sum", 300, 1, 500, AT_LEAST),
+    ("LockoutSpikeAlarm", "Many accounts locked out", "UserManagementApi", "Lockouts", Some(("Function", "AuthFunction")), "Sum", 300, 1, 50, AT_LEAST),
+];
+
+fn alarms() -> Result<String> {
+    let mut out = String::new();
+    for (
+        name,
+        description,
+        namespace,
+        metric,
+        dimension,
+        statistic,
+        period,
+        evaluations,
+        threshold,
+        comparison,
+    ) in ALARMS
+    {
         write!(
             out,
-            r#"  {logical}:
-    Type: AWS::Serverless::Function
-    Metadata:
-      BuildMethod: rust-cargolambda
-      BuildProperties:
-        Binary: {function}
-    DependsOn: SchemaMigrations
-    Properties:
-      CodeUri: .
-      Description: The {function} routes of the User Management API
-      LoggingConfig:
-        LogGroup: !Ref {logical}Logs
-      Policies:
-        - Version: "2012-10-17"
-          Statement:
-            - Effect: Allow
-              Action: secretsmanager:GetSecretValue
-              Resource:
-                - !Ref AppDbSecret
-                - !Ref JwtSecret
-            - Effect: Allow
-              Action: elasticache:DescribeReplicationGroups
-              Resource: !Sub "arn:${{AWS::Partition}}:elasticache:${{AWS::Region}}:${{AWS::AccountId}}:replicationgroup:${{Cache}}"
-{ses}      Events:
-"#
+            "  {name}:\n    Type: AWS::CloudWatch::Alarm\n    Properties:\n      AlarmDescription: {description}\n      Namespace: {namespace}\n      MetricName: {metric}\n"
         )?;
-        for (path, item) in paths {
-            if function_of(path) != function {
-                continue;
-            }
-            for method in ["get", "post", "put", "patch", "delete"] {
-                if item.get(method).is_none() {
-                    continue;
-                }
-                let upper = method.to_ascii_uppercase();
-                write!(
-                    out,
-                    "        {}:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n            Method: {upper}\n            Path: {path}\n",
-                    event_name(method, path)
-                )?;
-            }
+        if let Some((dimension, target)) = dimension {
+            write!(
+                out,
+                "      Dimensions:\n        - Name: {dimension}\n          Value: !Ref {target}\n"
+            )?;
+        }
+        let statistic = match statistic.starts_with('p') {
+            true => format!("ExtendedStatistic: {statistic}"),
+            false => format!("Statistic: {statistic}"),
+        };
+        write!(
+            out,
+            "      {statistic}\n      Period: {period}\n      EvaluationPeriods: {evaluations}\n      Threshold: {threshold}\n      ComparisonOperator: {comparison}\n      TreatMissingData: notBreaching\n      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n"
+        )?;
+    }
+    Ok(out)
+}
+
+fn read(root: &Path, name: &str) -> Result<String> {
+    std::fs::read_to_string(root.join(name)).with_context(|| format!("reading {name}"))
+}
+
+pub fn generate(root: &Path) -> Result<()> {
+    let doc: serde_json::Value = serde_json::from_str(&read(root, "openapi.json")?)?;
+    let operations = routes::operations(&doc)?;
+    let function = read(root, "deploy/template.function.yaml")?;
+    let mut out = read(root, "deploy/template.head.yaml")?;
+    for name in HTTP_FUNCTIONS {
+        out.push_str(
+            &function
+                .replace("{Logical}", &title(name))
+                .replace("{function}", name),
+        );
+        for op in operations.iter().filter(|op| op.function == name) {
+            write!(
+                out,
+                "        {}:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n            Method: {}\n            Path: {}\n",
+                event_name(op),
+                op.method,
+                op.path
+            )?;
         }
         out.push('\n');
     }
@@ -106,207 +140,18 @@ pub fn generate(root: &Path) -> Result<()> {
         })
         .max()
         .context("no migrations")?;
-    out.push_str(&TAIL.replace("{schema_version}", &schema_version));
+    let tail = read(root, "deploy/template.tail.yaml")?
+        .replace("{schema_version}", &schema_version)
+        .replace("{alarms}", &alarms()?);
+    out.push_str(&tail);
     std::fs::write(root.join("template.yaml"), out).context("writing template.yaml")?;
+
+    // The `cargo lambda watch` router is the last table of Cargo.toml.
+    let manifest = read(root, "Cargo.toml")?;
+    let head = manifest
+        .split_once(routes::WATCH_ROUTER)
+        .map_or(manifest.as_str(), |(head, _)| head);
+    let manifest = format!("{head}{}", routes::watch_router(&operations));
+    std::fs::write(root.join("Cargo.toml"), manifest).context("writing Cargo.toml")?;
     Ok(())
 }
-
-const TAIL: &str = r#"  # Applies the embedded migrations on every deploy that brings new ones
-  # (the cleanup binary answers Custom::Migrations); the HTTP functions depend
-  # on it, so no new code serves before its schema exists.
-  SchemaMigrations:
-    Type: Custom::Migrations
-    Properties:
-      ServiceToken: !GetAtt CleanupFunction.Arn
-      SchemaVersion: "{schema_version}"
-
-  CleanupFunction:
-    Type: AWS::Serverless::Function
-    Metadata:
-      BuildMethod: rust-cargolambda
-      BuildProperties:
-        Binary: cleanup
-    Properties:
-      CodeUri: .
-      Description: Nightly cleanup of tokens, rate limits, anonymisation and audit partitions
-      MemorySize: 512
-      Timeout: 900
-      ReservedConcurrentExecutions: 1
-      LoggingConfig:
-        LogGroup: !Ref CleanupFunctionLogs
-      # The owner role: the job creates and drops audit partitions, and on
-      # deploy gives user_management_app the password of AppDbSecret.
-      Environment:
-        Variables:
-          DB_SECRET_ARN: !If [CreateDatabase, !Ref DbSecret, !Ref ExistingDbSecretArn]
-          APP_DB_SECRET_ARN: !Ref AppDbSecret
-      Policies:
-        - Version: "2012-10-17"
-          Statement:
-            - Effect: Allow
-              Action: secretsmanager:GetSecretValue
-              Resource:
-                - !If [CreateDatabase, !Ref DbSecret, !Ref ExistingDbSecretArn]
-                - !Ref AppDbSecret
-      Events:
-        Nightly:
-          Type: ScheduleV2
-          Properties:
-            ScheduleExpression: cron(0 2 * * ? *)
-            ScheduleExpressionTimezone: !Ref ScheduleTimezone
-            RetryPolicy:
-              MaximumRetryAttempts: 2
-
-  AuthFunctionLogs:
-    Type: AWS::Logs::LogGroup
-    Properties:
-      LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-auth"
-      RetentionInDays: !Ref LogRetentionDays
-  UsersFunctionLogs:
-    Type: AWS::Logs::LogGroup
-    Properties:
-      LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-users"
-      RetentionInDays: !Ref LogRetentionDays
-  AdminFunctionLogs:
-    Type: AWS::Logs::LogGroup
-    Properties:
-      LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-admin"
-      RetentionInDays: !Ref LogRetentionDays
-  CleanupFunctionLogs:
-    Type: AWS::Logs::LogGroup
-    Properties:
-      LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-cleanup"
-      RetentionInDays: !Ref LogRetentionDays
-
-  ApiServerErrorsAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: The API answered 5xx
-      Namespace: AWS/ApiGateway
-      MetricName: 5xx
-      Dimensions:
-        - Name: ApiId
-          Value: !Ref HttpApi
-      Statistic: Sum
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 5
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-  ApiLatencyAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: API p99 latency above 1 s
-      Namespace: AWS/ApiGateway
-      MetricName: Latency
-      Dimensions:
-        - Name: ApiId
-          Value: !Ref HttpApi
-      ExtendedStatistic: p99
-      Period: 300
-      EvaluationPeriods: 3
-      Threshold: 1000
-      ComparisonOperator: GreaterThanThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-  FunctionErrorsAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: A function failed (any of the four)
-      Namespace: AWS/Lambda
-      MetricName: Errors
-      Statistic: Sum
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 1
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-  FunctionThrottlesAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: Lambda throttled invocations
-      Namespace: AWS/Lambda
-      MetricName: Throttles
-      Statistic: Sum
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 1
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-  CleanupErrorsAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: The nightly cleanup failed
-      Namespace: AWS/Lambda
-      MetricName: Errors
-      Dimensions:
-        - Name: FunctionName
-          Value: !Ref CleanupFunction
-      Statistic: Sum
-      Period: 86400
-      EvaluationPeriods: 1
-      Threshold: 1
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-
-  RefreshReuseAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: A rotated refresh token was replayed (possible token theft)
-      Namespace: UserManagementApi
-      MetricName: RefreshReuseDetections
-      Dimensions:
-        - Name: Function
-          Value: !Ref AuthFunction
-      Statistic: Sum
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 1
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-  LoginFailureSpikeAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: Failed logins spiking (credential stuffing?)
-      Namespace: UserManagementApi
-      MetricName: LoginFailures
-      Dimensions:
-        - Name: Function
-          Value: !Ref AuthFunction
-      Statistic: Sum
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 500
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-  LockoutSpikeAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: Many accounts locked out
-      Namespace: UserManagementApi
-      MetricName: Lockouts
-      Dimensions:
-        - Name: Function
-          Value: !Ref AuthFunction
-      Statistic: Sum
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 50
-      ComparisonOperator: GreaterThanOrEqualToThreshold
-      TreatMissingData: notBreaching
-      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
-
-Outputs:
-  ApiUrl:
-    Description: Base URL of the API
-    Value: !Sub "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
-  JwtSecretArn:
-    Description: Put the RSA signing key (PEM) here after the first deploy
-    Value: !Ref JwtSecret
-"#;

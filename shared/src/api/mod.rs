@@ -37,6 +37,17 @@ pub fn admin_router(state: AppState) -> Router {
     finish(admin::router(), state)
 }
 
+/// The router of the HTTP function `name`: the tag of the operations it
+/// serves in the OpenAPI document (`auth`, `users`, `admin`).
+pub fn function_router(name: &str, state: AppState) -> Option<Router> {
+    match name {
+        "auth" => Some(auth_router(state)),
+        "users" => Some(users_router(state)),
+        "admin" => Some(admin_router(state)),
+        _ => None,
+    }
+}
+
 /// Every route of every function on one router (the local server).
 pub fn app(state: AppState) -> Router {
     let all = auth::router()
