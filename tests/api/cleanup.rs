@@ -98,6 +98,12 @@ async fn cleanup_removes_what_is_due_in_batches_and_is_idempotent(pool: PgPool) 
         .fetch_one(&pool)
         .await?;
     assert_eq!(email, format!("anonymized.{gone}@deleted.local"));
+    let marked: bool =
+        sqlx::query_scalar("SELECT anonymized_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(gone)
+            .fetch_one(&pool)
+            .await?;
+    assert!(marked, "anonymisation is recorded in anonymized_at");
 
     let again = cleanup::run(&pool, false, 3).await?;
     assert_eq!(
@@ -130,7 +136,7 @@ async fn a_run_that_finds_the_lock_taken_does_nothing(pool: PgPool) -> TestResul
     seed_due_rows(&pool).await?;
     let mut holder = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(0x5553_4552_434c_4e55_i64)
+        .bind(shared::jobs::cleanup::LOCK_KEY)
         .execute(&mut *holder)
         .await?;
     let report = cleanup::run(&pool, false, 3).await?;
@@ -141,5 +147,34 @@ async fn a_run_that_finds_the_lock_taken_does_nothing(pool: PgPool) -> TestResul
     drop(holder);
     let report = cleanup::run(&pool, false, 3).await?;
     assert_eq!(report.deleted_refresh_tokens, 7);
+    Ok(())
+}
+
+/// Anonymisation is told by `anonymized_at`, not by the anonymised address:
+/// a user who signed up with an address of that form is still anonymised
+/// when due, and can be restored before.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_address_that_looks_anonymised_is_not_taken_for_one(pool: PgPool) -> TestResult {
+    let lookalike = "anonymized.mallory@deleted.local";
+    let mallory: Uuid = sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, deleted_at, status)
+         VALUES ('mallory', $1, 'x', now() - interval '91 days', 'deleted') RETURNING id",
+    )
+    .bind(lookalike)
+    .fetch_one(&pool)
+    .await?;
+    let restored = shared::db::users::restore(&pool, mallory).await?;
+    assert!(restored, "a soft-deleted user with such an address can be restored");
+    sqlx::query("UPDATE users SET deleted_at = now() - interval '91 days', status = 'deleted' WHERE id = $1")
+        .bind(mallory)
+        .execute(&pool)
+        .await?;
+    let report = cleanup::run(&pool, false, 100).await?;
+    assert_eq!(report.anonymized_users, 1);
+    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(mallory)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(email, format!("anonymized.{mallory}@deleted.local"));
     Ok(())
 }

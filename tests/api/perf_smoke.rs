@@ -16,7 +16,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
 const REGULAR: &str = "SELECT count(*) FROM users WHERE substr(id::text, 15, 9) = '75ed-a5ed'";
 const DUE: &str = "SELECT count(*) FROM users
      WHERE (deleted_at < now() - interval '90 days' OR data_retention_until < CURRENT_DATE)
-       AND email NOT LIKE 'anonymized.%@deleted.local'";
+       AND anonymized_at IS NULL";
 const EXPIRED: &str =
     "SELECT count(*) FROM refresh_tokens WHERE expires_at < now() - interval '7 days'";
 
@@ -285,7 +285,7 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM users WHERE email LIKE 'anonymized.%@deleted.local'"
+            "SELECT count(*) FROM users WHERE anonymized_at IS NOT NULL"
         )
         .await,
         8
@@ -295,7 +295,7 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
     // run that does nothing: it is refused.
     let mut holder = pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(0x5553_4552_434c_4e55_i64)
+        .bind(shared::jobs::cleanup::LOCK_KEY)
         .execute(&mut *holder)
         .await
         .unwrap();

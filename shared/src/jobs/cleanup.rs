@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 /// The advisory lock key of the cleanup job.
-const LOCK_KEY: i64 = 0x5553_4552_434c_4e55; // "USERCLNU"
+pub const LOCK_KEY: i64 = 0x5553_4552_434c_4e55; // "USERCLNU"
 
 /// Rows touched per statement.
 pub const DEFAULT_BATCH: i64 = 5_000;
@@ -154,7 +154,7 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
             r#"SELECT count(*) FILTER (WHERE anonymize_user(id)) AS "n!" FROM (
                    SELECT id FROM users
                    WHERE deleted_at < now() - interval '90 days'
-                     AND email NOT LIKE 'anonymized.%@deleted.local'
+                     AND anonymized_at IS NULL
                    LIMIT $1 FOR UPDATE SKIP LOCKED) due"#,
             anonymize_batch
         )
@@ -167,7 +167,7 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
             r#"SELECT count(*) FILTER (WHERE anonymize_user(id)) AS "n!" FROM (
                    SELECT id FROM users
                    WHERE data_retention_until < CURRENT_DATE
-                     AND email NOT LIKE 'anonymized.%@deleted.local'
+                     AND anonymized_at IS NULL
                    LIMIT $1 FOR UPDATE SKIP LOCKED) due"#,
             anonymize_batch
         )
@@ -209,10 +209,10 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
              (SELECT count(*) FROM email_verification_tokens WHERE expires_at < now() - interval '7 days') AS "verify!",
              (SELECT count(*) FROM rate_limits WHERE window_end < now() - interval '1 hour') AS "rate!",
              (SELECT count(*) FROM users WHERE deleted_at < now() - interval '90 days'
-                AND email NOT LIKE 'anonymized.%@deleted.local') AS "anon!",
+                AND anonymized_at IS NULL) AS "anon!",
              (SELECT count(*) FROM users WHERE data_retention_until < CURRENT_DATE
                 AND (deleted_at IS NULL OR deleted_at >= now() - interval '90 days')
-                AND email NOT LIKE 'anonymized.%@deleted.local') AS "retention!",
+                AND anonymized_at IS NULL) AS "retention!",
              (SELECT count(*) FROM generate_series(
                   date_trunc('month', now() AT TIME ZONE 'UTC'),
                   date_trunc('month', (now() AT TIME ZONE 'UTC') + interval '3 months'),
