@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::security::rate_limit::Limit;
+
 /// A configuration variable that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -84,7 +86,7 @@ pub struct Config {
     pub lockout_threshold: u32,
     pub lockout_minutes: u32,
     pub rate_limit_per_minute: u32,
-    /// Per-endpoint overrides, `RATE_LIMIT_<ENDPOINT>_PER_MINUTE`.
+    /// Per-endpoint overrides: (variable, limit), `RATE_LIMIT_<ENDPOINT>_PER_MINUTE`.
     pub rate_limit_overrides: Vec<(&'static str, u32)>,
     pub reset_mails_per_hour: u32,
     /// Verification mails (registration, resend, e-mail change) per address per hour.
@@ -219,9 +221,10 @@ impl Config {
             rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 30)?,
             rate_limit_overrides: {
                 let mut overrides = Vec::new();
-                for (endpoint, name) in RATE_LIMITED_ENDPOINTS {
-                    if get(name).is_some() {
-                        overrides.push((endpoint, parse(&get, name, 0u32)?));
+                for limit in Limit::ALL {
+                    let name = limit.names().1;
+                    if get(name).is_some() && !overrides.iter().any(|(n, _)| *n == name) {
+                        overrides.push((name, parse(&get, name, 0u32)?));
                     }
                 }
                 overrides
@@ -253,29 +256,14 @@ impl Config {
     }
 }
 
-/// The rate-limited endpoints and the variables that override their limit.
-pub const RATE_LIMITED_ENDPOINTS: [(&str, &str); 11] = [
-    ("register", "RATE_LIMIT_REGISTER_PER_MINUTE"),
-    ("login", "RATE_LIMIT_LOGIN_PER_MINUTE"),
-    ("refresh", "RATE_LIMIT_REFRESH_PER_MINUTE"),
-    ("logout", "RATE_LIMIT_LOGOUT_PER_MINUTE"),
-    ("password-forgot", "RATE_LIMIT_PASSWORD_FORGOT_PER_MINUTE"),
-    ("password-reset", "RATE_LIMIT_PASSWORD_RESET_PER_MINUTE"),
-    ("email-verify", "RATE_LIMIT_EMAIL_VERIFY_PER_MINUTE"),
-    ("email-resend", "RATE_LIMIT_EMAIL_RESEND_PER_MINUTE"),
-    ("password-change", "RATE_LIMIT_PASSWORD_CHANGE_PER_MINUTE"),
-    ("email-change", "RATE_LIMIT_EMAIL_CHANGE_PER_MINUTE"),
-    ("account-delete", "RATE_LIMIT_ACCOUNT_DELETE_PER_MINUTE"),
-];
-
 impl Config {
-    /// Requests per minute allowed on `endpoint` (its override, else
-    /// `RATE_LIMIT_PER_MINUTE`). A per-identifier limit (`login-account`)
-    /// follows its endpoint (`login`).
-    pub fn rate_limit_for(&self, endpoint: &str) -> u32 {
+    /// Requests per minute allowed for `limit` (its variable, else
+    /// `RATE_LIMIT_PER_MINUTE`).
+    pub fn rate_limit_for(&self, limit: Limit) -> u32 {
+        let variable = limit.names().1;
         self.rate_limit_overrides
             .iter()
-            .find(|(name, _)| endpoint == *name || endpoint.starts_with(&format!("{name}-")))
+            .find(|(name, _)| *name == variable)
             .map_or(self.rate_limit_per_minute, |(_, limit)| *limit)
     }
 }
@@ -381,9 +369,9 @@ mod tests {
             ("RATE_LIMIT_PER_MINUTE", "30"),
             ("RATE_LIMIT_LOGIN_PER_MINUTE", "5"),
         ])?;
-        assert_eq!(c.rate_limit_for("login"), 5);
-        assert_eq!(c.rate_limit_for("login-account"), 5);
-        assert_eq!(c.rate_limit_for("register"), 30);
+        assert_eq!(c.rate_limit_for(Limit::Login), 5);
+        assert_eq!(c.rate_limit_for(Limit::LoginAccount), 5);
+        assert_eq!(c.rate_limit_for(Limit::Register), 30);
         Ok(())
     }
 

@@ -249,12 +249,9 @@ impl From<sqlx::Error> for Error {
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
                 Self::Unavailable(err.into())
             }
+            // A constraint that means something to the API is mapped where
+            // the write is (db::users::insert, db::roles::create).
             E::Database(db) => {
-                match db.constraint() {
-                    Some("users_email_key") => return Self::EmailTaken,
-                    Some("users_username_key") => return Self::UsernameTaken,
-                    _ => {}
-                }
                 match db.code().as_deref() {
                     // query_canceled (statement_timeout), connection and
                     // resource classes, admin shutdown, read-only replica.

@@ -15,6 +15,7 @@ pub mod local;
 pub mod mail;
 pub mod metrics;
 pub mod security;
+pub mod session;
 pub mod state;
 pub mod telemetry;
 

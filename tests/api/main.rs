@@ -19,6 +19,7 @@ mod plans;
 mod privileges;
 mod races;
 mod schema;
+mod session;
 mod stepup;
 mod supersede;
 mod template;

@@ -64,12 +64,22 @@ pub async fn find(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Ro
     Ok(row.map(Role::from))
 }
 
+/// A `roles` write refused because another role has the name: 409
+/// `conflict`; anything else stays a database error.
+fn name_taken(err: sqlx::Error) -> crate::Error {
+    match err.as_database_error().and_then(|e| e.constraint()) {
+        Some("roles_name_key") => crate::Error::Conflict("A role with this name exists."),
+        _ => err.into(),
+    }
+}
+
+/// Creates a role; 409 when the name is taken.
 pub async fn create(
     conn: impl PgExecutor<'_>,
     name: &str,
     description: Option<&str>,
     permissions: &[String],
-) -> sqlx::Result<Role> {
+) -> crate::Result<Role> {
     let row = sqlx::query_as!(
         RoleRow,
         "INSERT INTO roles (id, name, description, permissions) VALUES ($1, $2, $3, $4)
@@ -80,18 +90,20 @@ pub async fn create(
         serde_json::json!(permissions)
     )
     .fetch_one(conn)
-    .await?;
+    .await
+    .map_err(name_taken)?;
     Ok(row.into())
 }
 
-/// Updates the given fields (`description: Some(None)` clears it).
+/// Updates the given fields (`description: Some(None)` clears it); 409
+/// when the new name is taken.
 pub async fn update(
     conn: impl PgExecutor<'_>,
     id: Uuid,
     name: Option<&str>,
     description: Option<Option<&str>>,
     permissions: Option<&[String]>,
-) -> sqlx::Result<Option<Role>> {
+) -> crate::Result<Option<Role>> {
     let row = sqlx::query_as!(
         RoleRow,
         "UPDATE roles SET name = COALESCE($2, name),
@@ -105,7 +117,8 @@ pub async fn update(
         permissions.map(|p| serde_json::json!(p)),
     )
     .fetch_optional(conn)
-    .await?;
+    .await
+    .map_err(name_taken)?;
     Ok(row.map(Role::from))
 }
 

@@ -18,9 +18,20 @@ pub struct NewUser<'a> {
     pub gdpr_consent: bool,
 }
 
-/// Inserts an account (uniqueness violations surface as `users_email_key` /
-/// `users_username_key`).
-pub async fn insert(conn: impl PgExecutor<'_>, new: &NewUser<'_>) -> sqlx::Result<Uuid> {
+/// A `users` write refused by a unique constraint, as the API means it: the
+/// address or the username is taken (409); anything else stays a database
+/// error.
+fn taken(err: sqlx::Error) -> crate::Error {
+    match err.as_database_error().and_then(|e| e.constraint()) {
+        Some("users_email_key") => crate::Error::EmailTaken,
+        Some("users_username_key") => crate::Error::UsernameTaken,
+        _ => err.into(),
+    }
+}
+
+/// Inserts an account; 409 `email_taken` / `username_taken` when another
+/// account holds either.
+pub async fn insert(conn: impl PgExecutor<'_>, new: &NewUser<'_>) -> crate::Result<Uuid> {
     sqlx::query_scalar!(
         r#"INSERT INTO users (id, username, email, password_hash, first_name, last_name, status,
                               gdpr_consent_at)
@@ -37,6 +48,15 @@ pub async fn insert(conn: impl PgExecutor<'_>, new: &NewUser<'_>) -> sqlx::Resul
     )
     .fetch_one(conn)
     .await
+    .map_err(taken)
+}
+
+/// A user by id unless soft-deleted: every route but the admin's sees
+/// only live users.
+pub async fn find_live(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+    Ok(find_by_id(conn, id)
+        .await?
+        .filter(|u| u.deleted_at.is_none()))
 }
 
 /// A user by id, soft-deleted ones included, with role names.
@@ -108,12 +128,13 @@ pub async fn set_password(conn: impl PgExecutor<'_>, id: Uuid, hash: &str) -> sq
 
 /// Marks `email` as the user's verified address (switching to it for an
 /// e-mail change) and activates an account pending verification. `None`
-/// when there is no live user `id`; else whether the address changed.
+/// when there is no live user `id`; else whether the address changed. 409
+/// `email_taken` when another account took the address meanwhile.
 pub async fn mark_email_verified(
     conn: impl PgExecutor<'_>,
     id: Uuid,
     email: &str,
-) -> sqlx::Result<Option<bool>> {
+) -> crate::Result<Option<bool>> {
     sqlx::query_scalar!(
         r#"WITH old AS (SELECT id, email FROM users
                         WHERE id = $1 AND deleted_at IS NULL FOR UPDATE)
@@ -127,6 +148,7 @@ pub async fn mark_email_verified(
     )
     .fetch_optional(conn)
     .await
+    .map_err(taken)
 }
 
 /// What authorisation needs about a caller (or about the target of an
@@ -251,7 +273,7 @@ pub async fn restore(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> 
                             status = COALESCE(status_before_delete, 'inactive'),
                             status_before_delete = NULL
            WHERE id = $1 AND deleted_at IS NOT NULL
-             AND email NOT LIKE 'anonymized.%@deleted.local'"#,
+             AND anonymized_at IS NULL"#,
         id
     )
     .execute(conn)

@@ -4,8 +4,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::rules::{EMAIL_MAX_CHARS, EMAIL_PATTERN};
+
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    Regex::new(EMAIL_PATTERN)
         .expect("the e-mail pattern is valid")
 });
 
@@ -20,7 +22,7 @@ impl Email {
         if email.is_empty() {
             return Err("must not be empty");
         }
-        if email.chars().count() > 255 {
+        if email.chars().count() > EMAIL_MAX_CHARS {
             return Err("must be at most 255 characters");
         }
         if !EMAIL.is_match(&email) {

@@ -4,6 +4,7 @@
 pub mod email;
 pub mod password;
 pub mod profile;
+pub mod rules;
 pub mod user;
 pub mod username;
 

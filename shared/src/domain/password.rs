@@ -3,6 +3,8 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::rules::{NEW_PASSWORD_CHARS, PASSWORD_MAX_CHARS};
+
 /// A raw password that passed the strength rules; never printed.
 #[derive(Clone)]
 pub struct Password(SecretString);
@@ -17,7 +19,7 @@ impl std::fmt::Debug for Password {
 /// letter, a lower-case letter, a digit and a character that is none of these.
 pub fn meets_composition_rule(password: &str) -> bool {
     let len = password.chars().count();
-    (8..=128).contains(&len)
+    (NEW_PASSWORD_CHARS.0..=NEW_PASSWORD_CHARS.1).contains(&len)
         && password.chars().any(|c| c.is_ascii_uppercase())
         && password.chars().any(|c| c.is_ascii_lowercase())
         && password.chars().any(|c| c.is_ascii_digit())
@@ -29,10 +31,10 @@ impl Password {
     /// of at least 3, with the user's own names counted as guessable).
     pub fn parse(raw: &str, user_inputs: &[&str]) -> Result<Self, &'static str> {
         let len = raw.chars().count();
-        if len < 8 {
+        if len < NEW_PASSWORD_CHARS.0 {
             return Err("must be at least 8 characters");
         }
-        if len > 128 {
+        if len > NEW_PASSWORD_CHARS.1 {
             return Err("must be at most 128 characters");
         }
         if !meets_composition_rule(raw) {
@@ -57,7 +59,7 @@ impl Password {
 
     /// A password as typed at login: not checked for strength, only bounded.
     pub fn candidate(raw: &str) -> Result<Self, &'static str> {
-        if raw.is_empty() || raw.chars().count() > 128 {
+        if raw.is_empty() || raw.chars().count() > PASSWORD_MAX_CHARS {
             return Err("must be 1 to 128 characters");
         }
         Ok(Self(SecretString::from(raw.to_string())))

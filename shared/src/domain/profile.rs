@@ -6,12 +6,14 @@ use std::sync::LazyLock;
 use chrono::NaiveDate;
 use regex::Regex;
 
+use super::rules::{BIO_MAX_CHARS, NAME_MAX_CHARS, PHONE_PATTERN, URL_MAX_CHARS};
+
 static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\+?[1-9]\d{1,14}$").expect("the phone pattern is valid"));
+    LazyLock::new(|| Regex::new(PHONE_PATTERN).expect("the phone pattern is valid"));
 
 /// `first_name`, `last_name`: at most 100 characters, no control characters.
 pub fn name(value: &str) -> Result<(), &'static str> {
-    if value.chars().count() > 100 {
+    if value.chars().count() > NAME_MAX_CHARS {
         return Err("must be at most 100 characters");
     }
     no_control_chars(value)
@@ -37,7 +39,7 @@ pub fn date_of_birth(value: NaiveDate, today: NaiveDate) -> Result<(), &'static 
 
 /// `profile_picture_url`: an `https://` URL of at most 500 characters.
 pub fn profile_picture_url(value: &str) -> Result<(), &'static str> {
-    if value.chars().count() > 500 {
+    if value.chars().count() > URL_MAX_CHARS {
         return Err("must be at most 500 characters");
     }
     let rest = value
@@ -52,7 +54,7 @@ pub fn profile_picture_url(value: &str) -> Result<(), &'static str> {
 
 /// `bio`: at most 500 characters.
 pub fn bio(value: &str) -> Result<(), &'static str> {
-    if value.chars().count() > 500 {
+    if value.chars().count() > BIO_MAX_CHARS {
         return Err("must be at most 500 characters");
     }
     if value.contains('\0') {
@@ -97,16 +99,21 @@ mod tests {
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::rules::name)]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::rules::name)]
     pub last_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::rules::phone_number)]
     pub phone_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub date_of_birth: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::rules::profile_picture_url)]
     pub profile_picture_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::rules::bio)]
     pub bio: Option<Option<String>>,
 }
 

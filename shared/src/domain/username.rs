@@ -1,5 +1,7 @@
 //! `Username`: 3–50 characters of `[A-Za-z0-9_.-]`; case kept, compared case-insensitively.
 
+use super::rules::USERNAME_CHARS;
+
 /// A valid username.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Username(String);
@@ -7,7 +9,7 @@ pub struct Username(String);
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let len = raw.chars().count();
-        if !(3..=50).contains(&len) {
+        if !(USERNAME_CHARS.0..=USERNAME_CHARS.1).contains(&len) {
             return Err("must be 3 to 50 characters");
         }
         if !raw

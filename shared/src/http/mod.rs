@@ -172,6 +172,30 @@ pub async fn context(mut req: Request, next: Next) -> Response {
     response
 }
 
+/// A route's path parameters, parsed: a value that does not parse (an id
+/// that is not a UUID) names nothing, so 404 `not_found` as for any
+/// unknown resource, never a 400 that would tell the two apart.
+#[derive(Debug)]
+pub struct PathOf<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for PathOf<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|_| Error::NotFound)
+    }
+}
+
 /// Fallback for paths no router knows.
 pub async fn not_found() -> Error {
     Error::NotFound

@@ -1,6 +1,8 @@
 //! Outgoing mail. The `outbox` transport writes each message as one JSON file
 //! `{"to", "subject", "text"}` (local use and tests); `ses` sends through
-//! Amazon SES v2.
+//! Amazon SES v2. The messages themselves are in [`templates`].
+
+pub mod templates;
 
 use std::path::PathBuf;
 
@@ -86,6 +88,15 @@ impl Mailer {
                     })?;
                 Ok(())
             }
+        }
+    }
+
+    /// Sends `mail` after the transaction that created its token
+    /// committed; a failure is logged (without the message, which carries a
+    /// token) and the request still succeeds.
+    pub async fn deliver(&self, mail: Mail) {
+        if let Err(err) = self.send(&mail).await {
+            tracing::error!(error = %err, subject = %mail.subject, "sending mail failed");
         }
     }
 }

@@ -106,14 +106,18 @@ pub mod perm {
     use super::Permission;
 
     macro_rules! permissions {
-        ($($ty:ident => $name:literal),* $(,)?) => {$(
-            #[doc = concat!("`", $name, "`")]
-            #[derive(Debug, Clone, Copy)]
-            pub struct $ty;
-            impl Permission for $ty {
-                const NAME: &'static str = $name;
-            }
-        )*};
+        ($($ty:ident => $name:literal),* $(,)?) => {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                #[derive(Debug, Clone, Copy)]
+                pub struct $ty;
+                impl Permission for $ty {
+                    const NAME: &'static str = $name;
+                }
+            )*
+            /// Every permission a role may grant: `*` (all of them) and each one.
+            pub const ALL: &[&str] = &["*", $($name),*];
+        };
     }
 
     permissions! {
@@ -131,6 +135,21 @@ pub mod perm {
 pub struct Authorized<P: Permission> {
     pub caller: AuthUser,
     _permission: std::marker::PhantomData<P>,
+}
+
+/// The caller behind the permission check.
+impl<P: Permission> std::ops::Deref for Authorized<P> {
+    type Target = AuthUser;
+
+    fn deref(&self) -> &AuthUser {
+        &self.caller
+    }
+}
+
+impl<P: Permission> std::ops::DerefMut for Authorized<P> {
+    fn deref_mut(&mut self) -> &mut AuthUser {
+        &mut self.caller
+    }
 }
 
 impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {

@@ -8,6 +8,90 @@ use crate::cache::Cache;
 use crate::db::{Db, rate_limits};
 use crate::error::Error;
 use crate::security::opaque;
+use crate::state::AppState;
+
+/// A rate-limited action and what its count is kept per (the client's IP
+/// unless the name says otherwise). Limits are per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Register,
+    /// Registrations per e-mail address.
+    RegisterEmail,
+    Login,
+    /// Logins per account, however it is named.
+    LoginAccount,
+    Refresh,
+    Logout,
+    PasswordForgot,
+    /// Reset requests per e-mail address.
+    PasswordForgotEmail,
+    PasswordReset,
+    EmailVerify,
+    /// Per user.
+    EmailResend,
+    /// Per user, as are the other step-ups.
+    PasswordChange,
+    EmailChange,
+    AccountDelete,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 14] = [
+        Limit::Register,
+        Limit::RegisterEmail,
+        Limit::Login,
+        Limit::LoginAccount,
+        Limit::Refresh,
+        Limit::Logout,
+        Limit::PasswordForgot,
+        Limit::PasswordForgotEmail,
+        Limit::PasswordReset,
+        Limit::EmailVerify,
+        Limit::EmailResend,
+        Limit::PasswordChange,
+        Limit::EmailChange,
+        Limit::AccountDelete,
+    ];
+
+    /// The counter's name (in Redis keys and `rate_limits.endpoint`) and
+    /// the variable overriding `RATE_LIMIT_PER_MINUTE` for it (a per-address
+    /// or per-account limit shares its endpoint's).
+    pub fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Limit::Register => ("register", "RATE_LIMIT_REGISTER_PER_MINUTE"),
+            Limit::RegisterEmail => ("register-email", "RATE_LIMIT_REGISTER_PER_MINUTE"),
+            Limit::Login => ("login", "RATE_LIMIT_LOGIN_PER_MINUTE"),
+            Limit::LoginAccount => ("login-account", "RATE_LIMIT_LOGIN_PER_MINUTE"),
+            Limit::Refresh => ("refresh", "RATE_LIMIT_REFRESH_PER_MINUTE"),
+            Limit::Logout => ("logout", "RATE_LIMIT_LOGOUT_PER_MINUTE"),
+            Limit::PasswordForgot => ("password-forgot", "RATE_LIMIT_PASSWORD_FORGOT_PER_MINUTE"),
+            Limit::PasswordForgotEmail => (
+                "password-forgot-email",
+                "RATE_LIMIT_PASSWORD_FORGOT_PER_MINUTE",
+            ),
+            Limit::PasswordReset => ("password-reset", "RATE_LIMIT_PASSWORD_RESET_PER_MINUTE"),
+            Limit::EmailVerify => ("email-verify", "RATE_LIMIT_EMAIL_VERIFY_PER_MINUTE"),
+            Limit::EmailResend => ("email-resend", "RATE_LIMIT_EMAIL_RESEND_PER_MINUTE"),
+            Limit::PasswordChange => ("password-change", "RATE_LIMIT_PASSWORD_CHANGE_PER_MINUTE"),
+            Limit::EmailChange => ("email-change", "RATE_LIMIT_EMAIL_CHANGE_PER_MINUTE"),
+            Limit::AccountDelete => ("account-delete", "RATE_LIMIT_ACCOUNT_DELETE_PER_MINUTE"),
+        }
+    }
+}
+
+/// Counts one `limit` request of `identifier` in the current minute:
+/// `Err(RateLimited)` past the configured limit.
+pub async fn hit(state: &AppState, limit: Limit, identifier: &str) -> Result<(), Error> {
+    check(
+        state.cache.as_ref(),
+        &state.db,
+        limit.names().0,
+        identifier,
+        state.config.rate_limit_for(limit),
+        60,
+    )
+    .await
+}
 
 /// Identifiers longer than this (in bytes) are stored as their SHA-256: a
 /// login of 255 'İ' lower-cases to 510 characters, more than the column holds.

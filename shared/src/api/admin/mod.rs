@@ -14,7 +14,7 @@ use crate::db;
 use crate::domain::user::{AdminUserView, User};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
-use crate::security::{AuthUser, Permission};
+use crate::security::{AuthUser, Authorized, Permission};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -57,19 +57,6 @@ pub fn router() -> Router<AppState> {
 pub const BUILT_IN_ADMIN: &str = "admin";
 
 /// The permissions a role may hold.
-pub const PERMISSIONS: [&str; 7] = [
-    "*",
-    "users:read",
-    "users:write",
-    "users:delete",
-    "roles:manage",
-    "audit:read",
-    "stats:read",
-];
-
-fn parse_id(raw: &str) -> Result<Uuid> {
-    raw.parse().map_err(|_| Error::NotFound)
-}
 
 async fn subject(state: &AppState, id: Uuid) -> Result<User> {
     db::users::find_by_id(&state.db.write, id)
@@ -87,7 +74,7 @@ type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 async fn begin_change<P: Permission>(
     state: &AppState,
     meta: &RequestMeta,
-    caller: &mut AuthUser,
+    caller: &mut Authorized<P>,
 ) -> Result<Tx> {
     let mut tx = state.db.write.begin().await?;
     db::roles::lock_privileges(&mut *tx).await?;

@@ -2,45 +2,49 @@
 //! roles and their assignment, under the privilege rule.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use uuid::Uuid;
 
-use super::{
-    BUILT_IN_ADMIN, PERMISSIONS, Wanted, begin_change, keep_a_superuser, parse_id, target,
-};
+use super::{BUILT_IN_ADMIN, Wanted, begin_change, keep_a_superuser, target};
 use crate::api::users::PageQuery;
 use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::roles::{self, Role};
 use crate::domain::profile::present;
 use crate::error::{Error, FieldError, Result};
-use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
+use crate::http::{ApiJson, ApiQuery, Page, PathOf, RequestMeta, pagination};
 use crate::security::{Authorized, perm};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
+    #[schema(schema_with = crate::domain::rules::role_name)]
     pub name: String,
     pub description: Option<String>,
+    #[schema(schema_with = crate::domain::rules::permissions)]
     pub permissions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleRequest {
+    #[schema(schema_with = crate::domain::rules::new_role_name)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub description: Option<Option<String>>,
+    #[schema(schema_with = crate::domain::rules::new_permissions)]
     pub permissions: Option<Vec<String>>,
 }
 
 fn check_role(name: Option<&str>, permissions: Option<&[String]>) -> Result<()> {
     let mut errors = Vec::new();
     if let Some(name) = name {
-        let ok = (1..=50).contains(&name.chars().count())
+        let (min, max) = crate::domain::rules::ROLE_NAME_CHARS;
+        let ok = (min..=max).contains(&name.chars().count())
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
@@ -54,13 +58,13 @@ fn check_role(name: Option<&str>, permissions: Option<&[String]>) -> Result<()> 
     if let Some(bad) = permissions
         .unwrap_or_default()
         .iter()
-        .find(|p| !PERMISSIONS.contains(&p.as_str()))
+        .find(|p| !perm::ALL.contains(&p.as_str()))
     {
         errors.push(FieldError::new(
             "permissions",
             format!(
                 "unknown permission {bad:?}; known: {}",
-                PERMISSIONS.join(", ")
+                perm::ALL.join(", ")
             ),
         ));
     }
@@ -68,18 +72,6 @@ fn check_role(name: Option<&str>, permissions: Option<&[String]>) -> Result<()> 
         Ok(())
     } else {
         Err(Error::Validation(errors))
-    }
-}
-
-fn role_conflict(err: sqlx::Error) -> Error {
-    let unique = err
-        .as_database_error()
-        .and_then(|e| e.constraint())
-        .is_some_and(|c| c == "roles_name_key");
-    if unique {
-        Error::Conflict("A role with this name exists.")
-    } else {
-        Error::from(err)
     }
 }
 
@@ -97,11 +89,10 @@ fn role_conflict(err: sqlx::Error) -> Error {
 pub(crate) async fn assign_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
-    Path((id, role_name)): Path<(String, String)>,
+    mut caller: Authorized<perm::RolesManage>,
+    PathOf((id, role_name)): PathOf<(Uuid, String)>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let user = target(&mut tx, &caller, id, Wanted::Live).await?;
     let role = roles::find_by_name(&mut *tx, &role_name)
         .await?
@@ -130,11 +121,10 @@ pub(crate) async fn assign_role(
 pub(crate) async fn remove_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
-    Path((id, role_name)): Path<(String, String)>,
+    mut caller: Authorized<perm::RolesManage>,
+    PathOf((id, role_name)): PathOf<(Uuid, String)>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let user = target(&mut tx, &caller, id, Wanted::Any).await?;
     let role = roles::find_by_name(&mut *tx, &role_name)
         .await?
@@ -204,11 +194,11 @@ fn role_event(action: AuditAction, role: &Role) -> AuditEvent<'static> {
 pub(crate) async fn create_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
+    mut caller: Authorized<perm::RolesManage>,
     ApiJson(body): ApiJson<CreateRoleRequest>,
 ) -> Result<Response> {
     check_role(Some(&body.name), Some(&body.permissions))?;
-    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     caller.outranks(&body.permissions)?;
     let role = roles::create(
         &mut *tx,
@@ -216,8 +206,7 @@ pub(crate) async fn create_role(
         body.description.as_deref(),
         &body.permissions,
     )
-    .await
-    .map_err(role_conflict)?;
+    .await?;
     audit::record(
         &mut *tx,
         &meta.audit(Some(caller.user_id)),
@@ -244,13 +233,12 @@ pub(crate) async fn create_role(
 pub(crate) async fn update_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::RolesManage>,
+    PathOf(id): PathOf<Uuid>,
     ApiJson(body): ApiJson<UpdateRoleRequest>,
 ) -> Result<ApiJson<Role>> {
-    let id = parse_id(&id)?;
     check_role(body.name.as_deref(), body.permissions.as_deref())?;
-    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let current = roles::find(&mut *tx, id).await?.ok_or(Error::NotFound)?;
     caller.outranks(&current.permissions)?;
     // Changing a role changes what its holders may do: act on them all.
@@ -278,8 +266,7 @@ pub(crate) async fn update_role(
         body.description.as_ref().map(|d| d.as_deref()),
         body.permissions.as_deref(),
     )
-    .await
-    .map_err(role_conflict)?
+    .await?
     .ok_or(Error::NotFound)?;
     keep_a_superuser(&mut tx, before).await?;
     audit::record(
@@ -307,11 +294,10 @@ pub(crate) async fn update_role(
 pub(crate) async fn delete_role(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::RolesManage>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::RolesManage>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::RolesManage>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let role = roles::find(&mut *tx, id).await?.ok_or(Error::NotFound)?;
     caller.outranks(&role.permissions)?;
     caller.outranks(&roles::holders_permissions(&mut *tx, id).await?)?;

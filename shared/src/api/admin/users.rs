@@ -2,14 +2,16 @@
 //! users and what an admin may do to them, under the privilege rule.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
+use uuid::Uuid;
 
-use super::{Wanted, admin_view, begin_change, keep_a_superuser, parse_id, subject, target};
-use crate::api::auth::{RESET_TTL_HOURS, deliver, reset_mail};
+use crate::domain::rules;
+
+use super::{Wanted, admin_view, begin_change, keep_a_superuser, subject, target};
 use crate::api::users::search_text;
 use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::logins;
@@ -20,7 +22,8 @@ use crate::domain::profile::{ProfilePatch, present};
 use crate::domain::user::AdminUserView;
 use crate::domain::{Email, UserStatus};
 use crate::error::{Error, FieldError, Result};
-use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
+use crate::http::{ApiJson, ApiQuery, Page, PathOf, RequestMeta, pagination};
+use crate::mail::templates::{self, RESET_TTL_HOURS};
 use crate::security::{Authorized, opaque, perm};
 use crate::state::AppState;
 
@@ -45,16 +48,21 @@ pub struct AdminUserPatch {
     pub status: Option<UserStatus>,
     pub is_email_verified: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = rules::name)]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = rules::name)]
     pub last_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = rules::phone_number)]
     pub phone_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub date_of_birth: Option<Option<chrono::NaiveDate>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = rules::profile_picture_url)]
     pub profile_picture_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = rules::bio)]
     pub bio: Option<Option<String>>,
 }
 
@@ -122,9 +130,9 @@ pub(crate) async fn list_users(
 pub(crate) async fn get_user(
     State(state): State<AppState>,
     _caller: Authorized<perm::UsersRead>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<ApiJson<AdminUserView>> {
-    Ok(admin_view(&subject(&state, parse_id(&id)?).await?))
+    Ok(admin_view(&subject(&state, id).await?))
 }
 
 #[utoipa::path(
@@ -142,11 +150,10 @@ pub(crate) async fn get_user(
 pub(crate) async fn update_user(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::UsersWrite>,
+    PathOf(id): PathOf<Uuid>,
     ApiJson(body): ApiJson<AdminUserPatch>,
 ) -> Result<ApiJson<AdminUserView>> {
-    let id = parse_id(&id)?;
     let profile = ProfilePatch {
         first_name: body.first_name,
         last_name: body.last_name,
@@ -165,7 +172,7 @@ pub(crate) async fn update_user(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let user = target(&mut tx, &caller, id, Wanted::Live).await?;
     let before = roles::active_superusers(&mut *tx).await?;
     users::update_profile(&mut *tx, id, &profile).await?;
@@ -201,11 +208,10 @@ pub(crate) async fn update_user(
 pub(crate) async fn unlock(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::UsersWrite>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     target(&mut tx, &caller, id, Wanted::Live).await?;
     users::unlock(&mut *tx, id).await?;
     audit::record(
@@ -232,11 +238,10 @@ pub(crate) async fn unlock(
 pub(crate) async fn revoke_sessions(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::UsersWrite>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     target(&mut tx, &caller, id, Wanted::Any).await?;
     let revoked = sessions::revoke_user_sessions(&mut tx, id, None).await?;
     // A pending e-mail change (perhaps a thief's) goes with the sessions.
@@ -262,12 +267,11 @@ pub(crate) async fn revoke_sessions(
 pub(crate) async fn send_password_reset(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::UsersWrite>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::UsersWrite>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
     let token = opaque::generate();
-    let mut tx = begin_change::<perm::UsersWrite>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let user = target(&mut tx, &caller, id, Wanted::Live).await?;
     // The user's row before its tokens, as every transaction takes them.
     logins::lock_for_login(&mut *tx, user.id).await?;
@@ -286,7 +290,14 @@ pub(crate) async fn send_password_reset(
     )
     .await?;
     tx.commit().await?;
-    deliver(&state, reset_mail(&state, &user.email, &token)).await;
+    state
+        .mailer
+        .deliver(templates::password_reset(
+            &state.config,
+            &user.email,
+            &token,
+        ))
+        .await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -304,11 +315,10 @@ pub(crate) async fn send_password_reset(
 pub(crate) async fn delete_user(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::UsersDelete>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::UsersDelete>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<StatusCode> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::UsersDelete>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     target(&mut tx, &caller, id, Wanted::Any).await?;
     let before = roles::active_superusers(&mut *tx).await?;
     users::soft_delete(&mut *tx, id).await?;
@@ -336,11 +346,10 @@ pub(crate) async fn delete_user(
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    Authorized { mut caller, .. }: Authorized<perm::UsersDelete>,
-    Path(id): Path<String>,
+    mut caller: Authorized<perm::UsersDelete>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<ApiJson<AdminUserView>> {
-    let id = parse_id(&id)?;
-    let mut tx = begin_change::<perm::UsersDelete>(&state, &meta, &mut caller).await?;
+    let mut tx = begin_change(&state, &meta, &mut caller).await?;
     let user = target(&mut tx, &caller, id, Wanted::Any).await?;
     if user.deleted_at.is_none() {
         return Err(Error::Conflict("The user is not deleted."));

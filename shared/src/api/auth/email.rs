@@ -7,10 +7,7 @@ use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 
-use super::{
-    VERIFICATION_TTL_HOURS, client, deliver, limit, load_user, verification_allowed,
-    verification_mail,
-};
+use super::{client, verification_allowed};
 use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::logins;
 use crate::db::one_time_tokens;
@@ -18,6 +15,8 @@ use crate::db::users;
 use crate::domain::UserView;
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
+use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
+use crate::security::rate_limit::{self, Limit};
 use crate::security::{AuthUser, opaque};
 use crate::state::AppState;
 
@@ -45,7 +44,7 @@ pub(crate) async fn verify_email(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<VerifyEmailRequest>,
 ) -> Result<ApiJson<UserView>> {
-    limit(&state, "email-verify", &client(&meta)).await?;
+    rate_limit::hit(&state, Limit::EmailVerify, &client(&meta)).await?;
     let token_hash = opaque::hash(&body.token);
     let owner = one_time_tokens::email_verification_user(&state.db.write, &token_hash)
         .await?
@@ -65,7 +64,9 @@ pub(crate) async fn verify_email(
         Some(false) => {}
     }
     tx.commit().await?;
-    let user = load_user(&state, user_id).await?;
+    let user = users::find_live(&state.db.write, user_id)
+        .await?
+        .ok_or(Error::InvalidToken)?;
     Ok(ApiJson(UserView::from(&user)))
 }
 
@@ -85,8 +86,8 @@ pub(crate) async fn resend_verification(
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
 ) -> Result<StatusCode> {
-    limit(&state, "email-resend", &auth.user_id.to_string()).await?;
-    let user = load_user(&state, auth.user_id).await?;
+    rate_limit::hit(&state, Limit::EmailResend, &auth.user_id.to_string()).await?;
+    let user = crate::api::users::me(&state, &auth).await?;
     if user.is_email_verified {
         return Ok(StatusCode::ACCEPTED);
     }
@@ -113,6 +114,9 @@ pub(crate) async fn resend_verification(
     )
     .await?;
     tx.commit().await?;
-    deliver(&state, verification_mail(&state, &user.email, &token)).await;
+    state
+        .mailer
+        .deliver(templates::verification(&state.config, &user.email, &token))
+        .await;
     Ok(StatusCode::ACCEPTED)
 }

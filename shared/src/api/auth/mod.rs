@@ -10,21 +10,11 @@ pub(crate) mod well_known;
 
 use axum::Router;
 use axum::routing::{get, post};
-use uuid::Uuid;
 
 use crate::db::one_time_tokens::{self, MailKind};
-use crate::db::users;
-use crate::domain::user::User;
 use crate::error::{Error, Result};
 use crate::http::RequestMeta;
-use crate::mail::Mail;
-use crate::security::rate_limit;
 use crate::state::AppState;
-
-pub use password::reset_mail;
-
-pub(crate) const VERIFICATION_TTL_HOURS: i64 = 24;
-pub(crate) const RESET_TTL_HOURS: i64 = 1;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,18 +38,6 @@ fn client(meta: &RequestMeta) -> String {
         .map_or_else(|| "unknown".into(), |ip| ip.to_string())
 }
 
-pub(crate) async fn limit(state: &AppState, endpoint: &str, identifier: &str) -> Result<()> {
-    rate_limit::check(
-        state.cache.as_ref(),
-        &state.db,
-        endpoint,
-        identifier,
-        state.config.rate_limit_for(endpoint),
-        60,
-    )
-    .await
-}
-
 /// Bounds an optional client-supplied string (fingerprint) before storing it.
 fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>> {
     match value {
@@ -68,21 +46,6 @@ fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<Stri
             format!("must be at most {max} characters without NUL"),
         )),
         other => Ok(other),
-    }
-}
-
-fn link(state: &AppState, path: &str, token: &str) -> String {
-    format!(
-        "{}/{path}?token={token}",
-        state.config.app_base_url.trim_end_matches('/')
-    )
-}
-
-/// Sends a mail after the transaction that created its token committed; a
-/// failure is logged (without the message) and the request still succeeds.
-pub(crate) async fn deliver(state: &AppState, mail: Mail) {
-    if let Err(err) = state.mailer.send(&mail).await {
-        tracing::error!(error = %err, subject = %mail.subject, "sending mail failed");
     }
 }
 
@@ -102,21 +65,4 @@ pub(crate) async fn verification_allowed(
         tracing::info!("verification mail cap reached; request answered without a mail");
     }
     Ok(allowed)
-}
-
-pub(crate) fn verification_mail(state: &AppState, to: &str, token: &str) -> Mail {
-    Mail {
-        to: to.to_string(),
-        subject: "Verify your e-mail address".into(),
-        text: format!(
-            "Confirm this address by opening the link below (valid for {VERIFICATION_TTL_HOURS} hours):\n\n{}\n",
-            link(state, "verify-email", token)
-        ),
-    }
-}
-
-async fn load_user(state: &AppState, id: Uuid) -> Result<User> {
-    users::find_by_id(&state.db.write, id)
-        .await?
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("user {id} vanished")))
 }

@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{RESET_TTL_HOURS, client, deliver, limit, link};
+use super::client;
 use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::logins;
 use crate::db::one_time_tokens::{self, MailKind};
@@ -16,13 +16,15 @@ use crate::db::{sessions, users};
 use crate::domain::{Email, Password};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
-use crate::mail::Mail;
+use crate::mail::templates::{self, RESET_TTL_HOURS};
 use crate::security::opaque;
+use crate::security::rate_limit::{self, Limit};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotPasswordRequest {
+    #[schema(schema_with = crate::domain::rules::email)]
     pub email: String,
 }
 
@@ -30,6 +32,7 @@ pub struct ForgotPasswordRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
     pub token: String,
+    #[schema(schema_with = crate::domain::rules::new_password)]
     pub new_password: String,
 }
 
@@ -49,9 +52,9 @@ pub(crate) async fn forgot_password(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<ForgotPasswordRequest>,
 ) -> Result<StatusCode> {
-    limit(&state, "password-forgot", &client(&meta)).await?;
+    rate_limit::hit(&state, Limit::PasswordForgot, &client(&meta)).await?;
     let email = Email::parse(&body.email).map_err(|m| Error::field("email", m))?;
-    limit(&state, "password-forgot-email", email.as_str()).await?;
+    rate_limit::hit(&state, Limit::PasswordForgotEmail, email.as_str()).await?;
     let Some((user_id, _status)) = users::id_by_email(&state.db.write, email.as_str()).await?
     else {
         return Ok(StatusCode::ACCEPTED);
@@ -81,21 +84,15 @@ pub(crate) async fn forgot_password(
     )
     .await?;
     tx.commit().await?;
-    deliver(&state, reset_mail(&state, email.as_str(), &token)).await;
+    state
+        .mailer
+        .deliver(templates::password_reset(
+            &state.config,
+            email.as_str(),
+            &token,
+        ))
+        .await;
     Ok(StatusCode::ACCEPTED)
-}
-
-/// The password-reset mail (also sent by an admin's reset request).
-pub fn reset_mail(state: &AppState, to: &str, token: &str) -> Mail {
-    Mail {
-        to: to.to_string(),
-        subject: "Reset your password".into(),
-        text: format!(
-            "Choose a new password by opening the link below (valid for {RESET_TTL_HOURS} hour; \
-             if you did not ask for this, ignore this mail):\n\n{}\n",
-            link(state, "reset-password", token)
-        ),
-    }
 }
 
 #[utoipa::path(
@@ -115,14 +112,13 @@ pub(crate) async fn reset_password(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<ResetPasswordRequest>,
 ) -> Result<StatusCode> {
-    limit(&state, "password-reset", &client(&meta)).await?;
+    rate_limit::hit(&state, Limit::PasswordReset, &client(&meta)).await?;
     let token_hash = opaque::hash(&body.token);
     let user_id = one_time_tokens::find_password_reset(&state.db.write, &token_hash)
         .await?
         .ok_or(Error::InvalidToken)?;
-    let user = users::find_by_id(&state.db.write, user_id)
+    let user = users::find_live(&state.db.write, user_id)
         .await?
-        .filter(|u| u.deleted_at.is_none())
         .ok_or(Error::InvalidToken)?;
     let local_part = user.email.split('@').next().unwrap_or_default();
     let password = Password::parse(&body.new_password, &[&user.username, local_part])

@@ -7,27 +7,31 @@ use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 
-use super::{
-    VERIFICATION_TTL_HOURS, client, deliver, limit, load_user, verification_allowed,
-    verification_mail,
-};
+use super::{client, verification_allowed};
 use crate::db::audit;
 use crate::db::one_time_tokens;
 use crate::db::users;
 use crate::domain::{Email, Password, UserStatus, UserView, Username, profile};
 use crate::error::{Error, FieldError, Result};
 use crate::http::{ApiJson, RequestMeta};
+use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
 use crate::metrics::{self, Event};
 use crate::security::opaque;
+use crate::security::rate_limit::{self, Limit};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(schema_with = crate::domain::rules::username)]
     pub username: String,
+    #[schema(schema_with = crate::domain::rules::email)]
     pub email: String,
+    #[schema(schema_with = crate::domain::rules::new_password)]
     pub password: String,
+    #[schema(schema_with = crate::domain::rules::name)]
     pub first_name: Option<String>,
+    #[schema(schema_with = crate::domain::rules::name)]
     pub last_name: Option<String>,
     pub gdpr_consent: Option<bool>,
 }
@@ -49,7 +53,7 @@ pub(crate) async fn register(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response> {
-    limit(&state, "register", &client(&meta)).await?;
+    rate_limit::hit(&state, Limit::Register, &client(&meta)).await?;
 
     let mut errors = Vec::new();
     let username = Username::parse(&body.username)
@@ -75,7 +79,7 @@ pub(crate) async fn register(
     else {
         return Err(Error::Validation(errors));
     };
-    limit(&state, "register-email", email.as_str()).await?;
+    rate_limit::hit(&state, Limit::RegisterEmail, email.as_str()).await?;
 
     let password_hash = state.hasher.hash(&password).await?;
     let status = if state.config.require_verified_email {
@@ -115,9 +119,19 @@ pub(crate) async fn register(
 
     metrics::count(Event::Registration);
     if mail {
-        deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+        state
+            .mailer
+            .deliver(templates::verification(
+                &state.config,
+                email.as_str(),
+                &token,
+            ))
+            .await;
     }
-    let user = load_user(&state, id).await?;
+    // Deleted in the instant since its commit: nothing to show.
+    let user = users::find_live(&state.db.write, id)
+        .await?
+        .ok_or(Error::NotFound)?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/users/{id}"))],

@@ -10,108 +10,42 @@ use serde::Deserialize;
 
 use super::me;
 use crate::api::admin::LAST_SUPERUSER;
-use crate::api::auth::{
-    VERIFICATION_TTL_HOURS, deliver, limit, verification_allowed, verification_mail,
-};
+use crate::api::auth::verification_allowed;
 use crate::db::audit::{self, AuditAction, AuditEvent};
-use crate::db::logins::{self, Attempt};
 use crate::db::{one_time_tokens, roles, sessions, users};
-use crate::domain::user::User;
 use crate::domain::{Email, Password};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
-use crate::security::lockout::{self, Claimant};
-use crate::security::passwords::Verified;
+use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
+use crate::security::lockout;
+use crate::security::rate_limit::Limit;
 use crate::security::{AuthUser, opaque};
+use crate::session::{confirm_password, step_up};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(schema_with = crate::domain::rules::password)]
     pub current_password: String,
+    #[schema(schema_with = crate::domain::rules::new_password)]
     pub new_password: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEmailRequest {
+    #[schema(schema_with = crate::domain::rules::email)]
     pub new_email: String,
+    #[schema(schema_with = crate::domain::rules::password)]
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfirmation {
+    #[schema(schema_with = crate::domain::rules::password)]
     pub password: String,
-}
-
-/// The step-up check of a sensitive change (`endpoint` names its rate
-/// limit): the caller's current password, rate-limited per user and counted
-/// toward the login lockout. 429 over the limit, 423 while locked, 401
-/// `invalid_credentials` for a wrong password (audited as a warning).
-/// Returns the counted attempt, which [`step_up`] settles in the change's
-/// transaction.
-async fn confirm_password(
-    state: &AppState,
-    meta: &RequestMeta,
-    endpoint: &str,
-    user: &User,
-    raw: &str,
-) -> Result<Option<Attempt>> {
-    limit(state, endpoint, &user.id.to_string()).await?;
-    let slot = state.hasher.slot().await?;
-    let attempt = lockout::reserve(state, Claimant::User(user.id)).await?;
-    let verified = match Password::candidate(raw) {
-        Ok(password) => {
-            state
-                .hasher
-                .verify_in(slot, &password, Some(&user.password_hash))
-                .await?
-        }
-        Err(_) => Verified::No,
-    };
-    if verified == Verified::No {
-        let ctx = meta.audit(None);
-        let reason = "wrong_current_password";
-        let failed =
-            lockout::wrong_password(state, &ctx, Some(user.id), attempt, reason, "warning");
-        return Err(failed.await?);
-    }
-    Ok(attempt)
-}
-
-/// Opens a step-up change in `tx`: locks the caller's row (as a reset, a
-/// suspension or another change would) and checks that nothing happened
-/// since the password was confirmed: the same password hash (else 401
-/// `invalid_credentials`), a status that may log in (else 403), a live
-/// session (else 401). Then the confirmed attempt stops counting.
-async fn step_up(
-    state: &AppState,
-    tx: &mut sqlx::PgConnection,
-    auth: &AuthUser,
-    user: &User,
-    attempt: Option<Attempt>,
-) -> Result<()> {
-    let current = logins::lock_for_login(&mut *tx, user.id)
-        .await?
-        .filter(|u| !u.deleted)
-        .ok_or(Error::Unauthorized)?;
-    if current.password_hash != user.password_hash {
-        return Err(Error::InvalidCredentials);
-    }
-    if !current
-        .status
-        .may_log_in(state.config.require_verified_email)
-    {
-        return Err(Error::AccountDisabled);
-    }
-    let live = users::caller(&mut *tx, auth.user_id, auth.session_id)
-        .await?
-        .is_some_and(|c| c.session_live);
-    if !live {
-        return Err(Error::Unauthorized);
-    }
-    lockout::right_password(tx, user.id, attempt).await
 }
 
 #[utoipa::path(
@@ -140,7 +74,7 @@ pub(crate) async fn change_password(
     let attempt = confirm_password(
         &state,
         &meta,
-        "password-change",
+        Limit::PasswordChange,
         &user,
         &body.current_password,
     )
@@ -183,7 +117,8 @@ pub(crate) async fn change_email(
 ) -> Result<StatusCode> {
     let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
     let user = me(&state, &auth).await?;
-    let attempt = confirm_password(&state, &meta, "email-change", &user, &body.password).await?;
+    let attempt =
+        confirm_password(&state, &meta, Limit::EmailChange, &user, &body.password).await?;
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
     step_up(&state, &mut tx, &auth, &user, attempt).await?;
@@ -214,7 +149,14 @@ pub(crate) async fn change_email(
     )
     .await?;
     tx.commit().await?;
-    deliver(&state, verification_mail(&state, email.as_str(), &token)).await;
+    state
+        .mailer
+        .deliver(templates::verification(
+            &state.config,
+            email.as_str(),
+            &token,
+        ))
+        .await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -236,7 +178,8 @@ pub(crate) async fn delete_me(
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<StatusCode> {
     let user = me(&state, &auth).await?;
-    let attempt = confirm_password(&state, &meta, "account-delete", &user, &body.password).await?;
+    let attempt =
+        confirm_password(&state, &meta, Limit::AccountDelete, &user, &body.password).await?;
     let mut tx = state.db.write.begin().await?;
     roles::lock_privileges(&mut *tx).await?;
     step_up(&state, &mut tx, &auth, &user, attempt).await?;

@@ -1,6 +1,6 @@
 //! `GET /v1/users` and `GET /v1/users/{id}`: other users, with `users:read`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -9,7 +9,7 @@ use crate::db::users;
 use crate::db::users::{UserCursor, UserFilter};
 use crate::domain::{UserStatus, UserView};
 use crate::error::{Error, Result};
-use crate::http::{ApiJson, ApiQuery, Page, pagination};
+use crate::http::{ApiJson, ApiQuery, Page, PathOf, pagination};
 use crate::security::{AuthUser, Authorized, perm};
 use crate::state::AppState;
 
@@ -71,16 +71,13 @@ pub(crate) async fn list_users(
 pub(crate) async fn get_user(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<ApiJson<UserView>> {
-    // An id that is not a UUID names no user: 404 like any other.
-    let id: Uuid = id.parse().map_err(|_| Error::NotFound)?;
     if id != auth.user_id && !auth.can("users:read") {
         return Err(Error::NotFound);
     }
-    let user = users::find_by_id(&state.db.read, id)
+    let user = users::find_live(&state.db.read, id)
         .await?
-        .filter(|u| u.deleted_at.is_none())
         .ok_or(Error::NotFound)?;
     Ok(ApiJson(UserView::from(&user)))
 }

@@ -46,9 +46,8 @@ pub struct PageQuery {
 
 /// The caller's live account (deleted meanwhile: 401, the token is stale).
 pub(crate) async fn me(state: &AppState, auth: &AuthUser) -> Result<User> {
-    users::find_by_id(&state.db.write, auth.user_id)
+    users::find_live(&state.db.write, auth.user_id)
         .await?
-        .filter(|u| u.deleted_at.is_none())
         .ok_or(Error::Unauthorized)
 }
 

@@ -1,7 +1,7 @@
 //! `GET /v1/users/me/sessions` and `DELETE /v1/users/me/sessions/{id}`.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::sessions;
 use crate::db::sessions::Session;
 use crate::error::{Error, Result};
-use crate::http::{ApiJson, ApiQuery, Page, RequestMeta, pagination};
+use crate::http::{ApiJson, ApiQuery, Page, PathOf, RequestMeta, pagination};
 use crate::security::AuthUser;
 use crate::state::AppState;
 
@@ -60,10 +60,8 @@ pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<Uuid>,
 ) -> Result<StatusCode> {
-    // An id that is not a UUID names no session: 404 like any other.
-    let id: Uuid = id.parse().map_err(|_| Error::NotFound)?;
     let mut tx = state.db.write.begin().await?;
     if !sessions::revoke_own_session(&mut tx, auth.user_id, id).await? {
         return Err(Error::NotFound);

@@ -1,0 +1,103 @@
+//! The life of a session, apart from HTTP: logging in ([`log_in`]: the
+//! lockout, the password check, the row lock a concurrent reset also takes),
+//! the token pair a session is issued ([`issue`], the one builder of refresh
+//! tokens), rotation with reuse detection ([`rotate`]), logout ([`end`]),
+//! and the step-up check of sensitive changes ([`confirm_password`],
+//! [`step_up`]). The `/v1/auth` and `/v1/users/me` handlers parse the
+//! request, call one of these and shape the answer; tests call them directly.
+
+mod login;
+mod rotation;
+mod step_up;
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::db::sessions;
+use crate::error::{Error, Result};
+use crate::http::RequestMeta;
+use crate::security::opaque;
+use crate::state::AppState;
+
+pub use login::log_in;
+pub use rotation::{end, rotate};
+pub use step_up::{confirm_password, step_up};
+
+/// A session's token pair as issued.
+#[derive(Debug)]
+pub struct Issued {
+    pub access_token: String,
+    /// The opaque refresh token; only its hash is stored.
+    pub refresh_token: String,
+    /// Seconds the refresh token lives (fixed when it was made, so 14 days
+    /// are 1209600, not a second less).
+    pub refresh_expires_in: i64,
+    pub session_id: Uuid,
+}
+
+/// The session a refresh token belongs to.
+struct SessionOf {
+    user_id: Uuid,
+    session_id: Uuid,
+    /// The session's absolute end; no refresh token outlives it.
+    expires_at: DateTime<Utc>,
+}
+
+/// The one builder of refresh tokens: a new opaque token of `session`,
+/// stored by its hash, living `REFRESH_TOKEN_TTL_DAYS` but never past the
+/// session's end, and an access token for the same session. Returns the
+/// pair and the new row's id.
+async fn issue(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    session: &SessionOf,
+    meta: &RequestMeta,
+    fingerprint: Option<&str>,
+) -> Result<(Issued, Uuid)> {
+    let now = Utc::now();
+    let ttl = Duration::days(i64::from(state.config.refresh_token_ttl_days));
+    let expires_at = (now + ttl).min(session.expires_at);
+    let refresh_token = opaque::generate();
+    let id = sessions::insert(
+        &mut *conn,
+        &sessions::NewRefreshToken {
+            user_id: session.user_id,
+            session_id: session.session_id,
+            token_hash: &opaque::hash(&refresh_token),
+            expires_at,
+            session_expires_at: session.expires_at,
+            ip: meta.ip.map(|ip| ip.to_string()),
+            user_agent: meta.user_agent.as_deref(),
+            device_fingerprint: fingerprint,
+        },
+    )
+    .await?;
+    let access_token = state
+        .keys
+        .issue(session.user_id, session.session_id)
+        .map_err(Error::Internal)?;
+    let issued = Issued {
+        access_token,
+        refresh_token,
+        refresh_expires_in: (expires_at - now).num_seconds().max(0),
+        session_id: session.session_id,
+    };
+    Ok((issued, id))
+}
+
+/// Starts a session of `user_id` in `conn`'s transaction: a new session id,
+/// its absolute end (`SESSION_MAX_DAYS`) and its first token pair.
+async fn start(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    fingerprint: Option<&str>,
+) -> Result<Issued> {
+    let session = SessionOf {
+        user_id,
+        session_id: Uuid::now_v7(),
+        expires_at: Utc::now() + Duration::days(i64::from(state.config.session_max_days)),
+    };
+    Ok(issue(state, conn, &session, meta, fingerprint).await?.0)
+}

@@ -1,0 +1,85 @@
+//! The step-up check of a sensitive change (a new password or e-mail
+//! address, deleting the account): the current password, rate-limited per
+//! user, counted toward the login lockout, and everything re-checked under
+//! the user's row lock in the change's own transaction.
+
+use crate::db::logins::{self, Attempt};
+use crate::db::users;
+use crate::domain::Password;
+use crate::domain::user::User;
+use crate::error::{Error, Result};
+use crate::http::RequestMeta;
+use crate::security::AuthUser;
+use crate::security::lockout::{self, Claimant};
+use crate::security::passwords::Verified;
+use crate::security::rate_limit::{self, Limit};
+use crate::state::AppState;
+
+/// The step-up check of a sensitive change (`limit` names its rate
+/// limit): the caller's current password, rate-limited per user and
+/// counted toward the login lockout. 429 over the limit, 423 while locked, 401
+/// `invalid_credentials` for a wrong password (audited as a warning).
+/// Returns the counted attempt, which [`step_up`] settles in the change's
+/// transaction.
+pub async fn confirm_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    limit: Limit,
+    user: &User,
+    raw: &str,
+) -> Result<Option<Attempt>> {
+    rate_limit::hit(state, limit, &user.id.to_string()).await?;
+    let slot = state.hasher.slot().await?;
+    let attempt = lockout::reserve(state, Claimant::User(user.id)).await?;
+    let verified = match Password::candidate(raw) {
+        Ok(password) => {
+            state
+                .hasher
+                .verify_in(slot, &password, Some(&user.password_hash))
+                .await?
+        }
+        Err(_) => Verified::No,
+    };
+    if verified == Verified::No {
+        let ctx = meta.audit(None);
+        let reason = "wrong_current_password";
+        let failed =
+            lockout::wrong_password(state, &ctx, Some(user.id), attempt, reason, "warning");
+        return Err(failed.await?);
+    }
+    Ok(attempt)
+}
+
+/// Opens a step-up change in `tx`: locks the caller's row (as a reset, a
+/// suspension or another change would) and checks that nothing happened
+/// since the password was confirmed: the same password hash (else 401
+/// `invalid_credentials`), a status that may log in (else 403), a live
+/// session (else 401). Then the confirmed attempt stops counting.
+pub async fn step_up(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    auth: &AuthUser,
+    user: &User,
+    attempt: Option<Attempt>,
+) -> Result<()> {
+    let current = logins::lock_for_login(&mut *tx, user.id)
+        .await?
+        .filter(|u| !u.deleted)
+        .ok_or(Error::Unauthorized)?;
+    if current.password_hash != user.password_hash {
+        return Err(Error::InvalidCredentials);
+    }
+    if !current
+        .status
+        .may_log_in(state.config.require_verified_email)
+    {
+        return Err(Error::AccountDisabled);
+    }
+    let live = users::caller(&mut *tx, auth.user_id, auth.session_id)
+        .await?
+        .is_some_and(|c| c.session_live);
+    if !live {
+        return Err(Error::Unauthorized);
+    }
+    lockout::right_password(tx, user.id, attempt).await
+}
