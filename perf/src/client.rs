@@ -50,10 +50,6 @@ impl Client {
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Sends one request; `body` as JSON, `bearer` as the access token.
     pub async fn call(
         &self,

@@ -258,22 +258,23 @@ pub async fn run(
 }
 
 /// The script pgbench runs: `/v1/users/me`'s two statements (the caller's
-/// status and permissions, then the user row), for a random seeded id.
-const ME_SCRIPT: &str = r#"\set n random(1, IDS)
-SELECT status, deleted_at IS NOT NULL,
-       ARRAY(SELECT DISTINCT p FROM user_roles ur JOIN roles r ON r.id = ur.role_id,
-             jsonb_array_elements_text(r.permissions) p WHERE ur.user_id = u.id)::text[]
-  FROM users u WHERE id = (SELECT id FROM bench_ids WHERE n = :n);
-SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
-       locked_until, first_name, last_name, phone_number, date_of_birth,
-       profile_picture_url, bio, status, is_email_verified, is_phone_verified, created_at,
-       updated_at, last_login_at, deleted_at, gdpr_consent_at, data_retention_until,
-       ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-             WHERE ur.user_id = u.id ORDER BY r.name)::text[]
-  FROM users u WHERE id = (SELECT id FROM bench_ids WHERE n = :n);
-"#;
+/// status, permissions and session, then the user row; the very SQL of
+/// `users::caller` and `users::find_by_id`) for a random seeded id among
+/// `ids`.
+fn me_script(ids: i64) -> String {
+    let id = "(SELECT id FROM bench_ids WHERE n = :n)";
+    let caller = shared::db::users::CALLER_SQL
+        .replace("$1", id)
+        .replace("$2", "'00000000-0000-0000-0000-000000000000'::uuid");
+    let user = shared::db::users::FIND_BY_ID_SQL.replace("$1", id);
+    format!(
+        "\\set n random(1, {ids})\n{};\n{};\n",
+        caller.trim(),
+        user.trim()
+    )
+}
 
-/// `pgbench` with [`ME_SCRIPT`] at each connection count (prepared
+/// `pgbench` with [`me_script`] at each connection count (prepared
 /// statements, as sqlx uses them).
 pub async fn floor(
     pool: &PgPool,
@@ -299,7 +300,7 @@ pub async fn floor(
         bail!("no active users to look up");
     }
     let script = std::env::temp_dir().join(format!("um-me-{}.pgbench.sql", std::process::id()));
-    std::fs::write(&script, ME_SCRIPT.replace("IDS", &ids.to_string()))?;
+    std::fs::write(&script, me_script(ids))?;
     let mut floors = Vec::new();
     for &c in connection_counts {
         let out = tokio::process::Command::new("pgbench")

@@ -1,6 +1,7 @@
 //! Performance and reliability tooling for the user-management API.
 //!
-//! - [`seed`]: fills a database with realistic data through `COPY`.
+//! - [`seed`]: fills a database with realistic data, generated set-based by
+//!   PostgreSQL.
 //! - [`queries`]: times the data layer's query classes on a seeded database.
 //! - [`load`]: a mixed HTTP workload against a running server, then a
 //!   consistency audit of the database it wrote to.

@@ -4,11 +4,8 @@
 //! the same SQL uses (`EXPLAIN (FORMAT JSON)` with the first samples' parameters).
 //!
 //! For the `QueryBuilder` lists the EXPLAIN runs the builder's own SQL
-//! (`list_query` with an `EXPLAIN` prefix). The `query!` functions cannot
-//! hand out their SQL, so their text is copied here; a unit test checks that
-//! each copy is, character for character, a query of the workspace's
-//! `.sqlx/` offline data (regenerated whenever a `query!` changes), so a copy
-//! cannot silently drift from what runs.
+//! (`list_query` with an `EXPLAIN` prefix); for the others, the text of the
+//! very `shared/queries/` file their `query_file!` macro compiles.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -20,8 +17,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use shared::db::audit::{self, AuditAction, AuditFilter};
-use shared::db::sessions;
-use shared::db::users::{self, UserCursor, UserFilter};
+use shared::db::sessions::{self, FIND_BY_HASH_SQL};
+use shared::db::users::{
+    self, CALLER_SQL, FIND_BY_ID_SQL, FIND_FOR_LOGIN_SQL, ID_BY_EMAIL_SQL, UserCursor, UserFilter,
+};
 use shared::domain::UserStatus;
 use shared::http::pagination;
 use sqlx::PgPool;
@@ -62,60 +61,6 @@ impl ClassResult {
         self.summary.count > 0 && self.summary.p95 <= self.goal_p95
     }
 }
-
-// ------------------------------------------------- SQL of the query! functions
-
-/// `shared::db::users::find_by_id`.
-pub const FIND_BY_ID_SQL: &str = r#"SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
-                  locked_until, first_name, last_name, phone_number, date_of_birth,
-                  profile_picture_url, bio, status AS "status: UserStatus", is_email_verified,
-                  is_phone_verified, created_at, updated_at, last_login_at, deleted_at,
-                  gdpr_consent_at, data_retention_until,
-                  ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                        WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS "roles!"
-           FROM users u WHERE id = $1"#;
-
-/// `shared::db::users::find_for_login`.
-pub const FIND_FOR_LOGIN_SQL: &str = r#"SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
-                  locked_until, first_name, last_name, phone_number, date_of_birth,
-                  profile_picture_url, bio, status AS "status: UserStatus", is_email_verified,
-                  is_phone_verified, created_at, updated_at, last_login_at, deleted_at,
-                  gdpr_consent_at, data_retention_until,
-                  ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                        WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS "roles!"
-           FROM users u
-           WHERE deleted_at IS NULL AND (lower(email) = lower($1) OR lower(username) = lower($1))"#;
-
-/// `shared::db::users::id_by_email`.
-pub const ID_BY_EMAIL_SQL: &str = r#"SELECT id, status AS "status: UserStatus" FROM users
-           WHERE deleted_at IS NULL AND lower(email) = lower($1)"#;
-
-/// `shared::db::users::caller`.
-pub const CALLER_SQL: &str = r#"SELECT status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!",
-                  ARRAY(SELECT DISTINCT p FROM user_roles ur
-                        JOIN roles r ON r.id = ur.role_id,
-                        jsonb_array_elements_text(r.permissions) p
-                        WHERE ur.user_id = u.id)::text[] AS "permissions!",
-                  EXISTS (SELECT 1 FROM refresh_tokens t
-                          WHERE t.session_id = $2 AND t.user_id = u.id
-                            AND t.revoked_at IS NULL AND t.expires_at > now()
-                            AND t.session_expires_at > now()) AS "session_live!"
-           FROM users u WHERE id = $1"#;
-
-/// `shared::db::sessions::find_by_hash`.
-pub const FIND_BY_HASH_SQL: &str =
-    "SELECT id, user_id, session_id, expires_at, session_expires_at, revoked_at, replaced_by,
-                device_fingerprint
-         FROM refresh_tokens WHERE token_hash = $1";
-
-/// The copies above, for the test that compares them with `.sqlx/`.
-pub const COPIED_SQL: [(&str, &str); 5] = [
-    ("users::find_by_id", FIND_BY_ID_SQL),
-    ("users::find_for_login", FIND_FOR_LOGIN_SQL),
-    ("users::id_by_email", ID_BY_EMAIL_SQL),
-    ("users::caller", CALLER_SQL),
-    ("sessions::find_by_hash", FIND_BY_HASH_SQL),
-];
 
 // ------------------------------------------------------------- the classes
 
@@ -681,29 +626,6 @@ pub fn markdown(results: &[ClassResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Each copied SQL text is exactly a query of the offline data that
-    /// `cargo sqlx prepare` writes for the `query!` macros.
-    #[test]
-    fn copied_sql_matches_the_query_macros() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.sqlx");
-        let mut queries = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let v: Value =
-                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                queries.push(v["query"].as_str().unwrap().to_string());
-            }
-        }
-        assert!(queries.len() > 10, "no offline query data in {dir}");
-        for (function, sql) in COPIED_SQL {
-            assert!(
-                queries.iter().any(|q| q == sql),
-                "the SQL copied for {function} is not (any more) what the query! macro runs"
-            );
-        }
-    }
 
     #[test]
     fn plans_yield_index_names_with_partitions_folded() {

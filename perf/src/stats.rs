@@ -9,7 +9,6 @@ pub struct Summary {
     pub p50: Duration,
     pub p95: Duration,
     pub p99: Duration,
-    pub max: Duration,
 }
 
 impl Summary {
@@ -28,7 +27,6 @@ impl Summary {
             p50: at(0.50),
             p95: at(0.95),
             p99: at(0.99),
-            max: samples[samples.len() - 1],
         }
     }
 }
@@ -50,7 +48,6 @@ mod tests {
         assert_eq!(s.p50, Duration::from_millis(50));
         assert_eq!(s.p95, Duration::from_millis(95));
         assert_eq!(s.p99, Duration::from_millis(99));
-        assert_eq!(s.max, Duration::from_millis(100));
         assert_eq!(Summary::of(&mut []).count, 0);
     }
 }

@@ -25,7 +25,7 @@ const USAGE: &str = "usage: cargo xtask <dev | test | seed | load | bench | open
   test   start PostgreSQL and Redis if needed, then fmt --check, clippy,
          the sqlx offline check, the whole test suite and schemathesis
   seed   [--users N] [--cleanup-backlog] fill DATABASE_URL (default: the
-         um_bench database) with realistic data through COPY; tops up
+         um_bench database) with realistic data generated in SQL; tops up
   load   [--connections 64] [--seconds 120] mixed workload against a local
          server on a fresh database, then a consistency audit
   bench  seed 1M users if needed, run every benchmark, write BENCHMARKS.md

@@ -51,16 +51,17 @@ pub async fn insert(conn: impl PgExecutor<'_>, new: &NewRefreshToken<'_>) -> sql
     .await
 }
 
+/// The SQL of [`find_by_hash`] (for `EXPLAIN` and benchmarks).
+pub const FIND_BY_HASH_SQL: &str = include_str!("../../queries/sessions/find_by_hash.sql");
+
 /// The token with this hash, in whatever state.
 pub async fn find_by_hash(
     conn: impl PgExecutor<'_>,
     token_hash: &str,
 ) -> sqlx::Result<Option<RefreshToken>> {
-    sqlx::query_as!(
+    sqlx::query_file_as!(
         RefreshToken,
-        "SELECT id, user_id, session_id, expires_at, session_expires_at, revoked_at, replaced_by,
-                device_fingerprint
-         FROM refresh_tokens WHERE token_hash = $1",
+        "queries/sessions/find_by_hash.sql",
         token_hash
     )
     .fetch_optional(conn)

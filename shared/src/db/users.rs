@@ -59,57 +59,39 @@ pub async fn find_live(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Opti
         .filter(|u| u.deleted_at.is_none()))
 }
 
+/// The SQL of [`find_by_id`] (for `EXPLAIN` and benchmarks).
+pub const FIND_BY_ID_SQL: &str = include_str!("../../queries/users/find_by_id.sql");
+
 /// A user by id, soft-deleted ones included, with role names.
 pub async fn find_by_id(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
-    sqlx::query_as!(
-        User,
-        r#"SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
-                  locked_until, first_name, last_name, phone_number, date_of_birth,
-                  profile_picture_url, bio, status AS "status: UserStatus", is_email_verified,
-                  is_phone_verified, created_at, updated_at, last_login_at, deleted_at,
-                  gdpr_consent_at, data_retention_until,
-                  ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                        WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS "roles!"
-           FROM users u WHERE id = $1"#,
-        id
-    )
-    .fetch_optional(conn)
-    .await
+    sqlx::query_file_as!(User, "queries/users/find_by_id.sql", id)
+        .fetch_optional(conn)
+        .await
 }
+
+/// The SQL of [`find_for_login`] (for `EXPLAIN` and benchmarks).
+pub const FIND_FOR_LOGIN_SQL: &str = include_str!("../../queries/users/find_for_login.sql");
 
 /// The live (not soft-deleted) user whose e-mail or username is `login`,
 /// compared case-insensitively (usernames cannot contain '@', so the two
 /// never collide).
 pub async fn find_for_login(conn: impl PgExecutor<'_>, login: &str) -> sqlx::Result<Option<User>> {
-    sqlx::query_as!(
-        User,
-        r#"SELECT id, username, email, password_hash, password_changed_at, failed_login_attempts,
-                  locked_until, first_name, last_name, phone_number, date_of_birth,
-                  profile_picture_url, bio, status AS "status: UserStatus", is_email_verified,
-                  is_phone_verified, created_at, updated_at, last_login_at, deleted_at,
-                  gdpr_consent_at, data_retention_until,
-                  ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                        WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS "roles!"
-           FROM users u
-           WHERE deleted_at IS NULL AND (lower(email) = lower($1) OR lower(username) = lower($1))"#,
-        login
-    )
-    .fetch_optional(conn)
-    .await
+    sqlx::query_file_as!(User, "queries/users/find_for_login.sql", login)
+        .fetch_optional(conn)
+        .await
 }
+
+/// The SQL of [`id_by_email`] (for `EXPLAIN` and benchmarks).
+pub const ID_BY_EMAIL_SQL: &str = include_str!("../../queries/users/id_by_email.sql");
 
 /// The live user with this (normalised) e-mail address.
 pub async fn id_by_email(
     conn: impl PgExecutor<'_>,
     email: &str,
 ) -> sqlx::Result<Option<(Uuid, UserStatus)>> {
-    let row = sqlx::query!(
-        r#"SELECT id, status AS "status: UserStatus" FROM users
-           WHERE deleted_at IS NULL AND lower(email) = lower($1)"#,
-        email
-    )
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query_file!("queries/users/id_by_email.sql", email)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|r| (r.id, r.status)))
 }
 
@@ -163,6 +145,9 @@ pub struct Caller {
     pub session_live: bool,
 }
 
+/// The SQL of [`caller`] (for `EXPLAIN` and benchmarks).
+pub const CALLER_SQL: &str = include_str!("../../queries/users/caller.sql");
+
 /// The caller's status, permissions and whether session `session_id` is
 /// live, in one statement (one round trip per authenticated request).
 /// PostgreSQL is the only place revocations live, so none can be forgotten.
@@ -171,23 +156,9 @@ pub async fn caller(
     id: Uuid,
     session_id: Uuid,
 ) -> sqlx::Result<Option<Caller>> {
-    sqlx::query_as!(
-        Caller,
-        r#"SELECT status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!",
-                  ARRAY(SELECT DISTINCT p FROM user_roles ur
-                        JOIN roles r ON r.id = ur.role_id,
-                        jsonb_array_elements_text(r.permissions) p
-                        WHERE ur.user_id = u.id)::text[] AS "permissions!",
-                  EXISTS (SELECT 1 FROM refresh_tokens t
-                          WHERE t.session_id = $2 AND t.user_id = u.id
-                            AND t.revoked_at IS NULL AND t.expires_at > now()
-                            AND t.session_expires_at > now()) AS "session_live!"
-           FROM users u WHERE id = $1"#,
-        id,
-        session_id
-    )
-    .fetch_optional(conn)
-    .await
+    sqlx::query_file_as!(Caller, "queries/users/caller.sql", id, session_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The permissions a user holds through its roles (the privilege rule
