@@ -355,9 +355,9 @@ impl Tracker {
     }
 }
 
-/// The cleanup job's advisory lock key (`LOCK_KEY` of shared::jobs::cleanup,
-/// "USERCLNU"), as `pg_locks` shows it: high and low 32 bits.
-const JOB_LOCK: (i64, i64) = (0x5553_4552, 0x434c_4e55);
+/// The cleanup job's advisory lock key as `pg_locks` shows it: high and
+/// low 32 bits.
+const JOB_LOCK: (i64, i64) = (cleanup::LOCK_KEY >> 32, cleanup::LOCK_KEY & 0xffff_ffff);
 
 /// A backend other than ours holding the cleanup job's lock: a run (or a
 /// dry run) in progress, in which case a run of ours would do nothing.

@@ -201,7 +201,7 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
                          FILTER (WHERE substr(id::text, 15, 9) IN ('75ed-a5ed', '75ed-b5ed')), -1),
                 count(*) FILTER (WHERE (deleted_at < now() - interval '90 days'
                                         OR data_retention_until < CURRENT_DATE)
-                                   AND email NOT LIKE 'anonymized.%@deleted.local'),
+                                   AND anonymized_at IS NULL),
                 (SELECT count(*) FROM refresh_tokens
                  WHERE expires_at < now() - interval '7 days')
          FROM users",

@@ -164,7 +164,10 @@ async fn an_address_that_looks_anonymised_is_not_taken_for_one(pool: PgPool) -> 
     .fetch_one(&pool)
     .await?;
     let restored = shared::db::users::restore(&pool, mallory).await?;
-    assert!(restored, "a soft-deleted user with such an address can be restored");
+    assert!(
+        restored,
+        "a soft-deleted user with such an address can be restored"
+    );
     sqlx::query("UPDATE users SET deleted_at = now() - interval '91 days', status = 'deleted' WHERE id = $1")
         .bind(mallory)
         .execute(&pool)

@@ -397,7 +397,6 @@ pub fn schemathesis(pg: &Postgres, redis_url: &str) -> Result<()> {
         cmd.current_dir(root())
             .args(["run", "openapi.json", "--url", &server.url])
             .args(["--checks", "all"])
-            .args(["--exclude-checks", "positive_data_acceptance"])
             .args(["--max-examples", &examples, "--seed", "20261128"])
             // One worker: CPython 3.11.7 (this machine's) raises "AST constructor
             // recursion depth mismatch" when two threads parse source at once

@@ -6,10 +6,8 @@ use regex::Regex;
 
 use super::rules::{EMAIL_MAX_CHARS, EMAIL_PATTERN};
 
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(EMAIL_PATTERN)
-        .expect("the e-mail pattern is valid")
-});
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(EMAIL_PATTERN).expect("the e-mail pattern is valid"));
 
 /// A normalised, valid e-mail address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -55,7 +55,12 @@ fn string(min: usize, max: usize, pattern: Option<&str>, nullable: bool) -> Obje
 }
 
 pub fn username() -> Object {
-    string(USERNAME_CHARS.0, USERNAME_CHARS.1, Some(USERNAME_PATTERN), false)
+    string(
+        USERNAME_CHARS.0,
+        USERNAME_CHARS.1,
+        Some(USERNAME_PATTERN),
+        false,
+    )
 }
 
 pub fn email() -> Object {
@@ -96,11 +101,21 @@ pub fn bio() -> Object {
 }
 
 pub fn role_name() -> Object {
-    string(ROLE_NAME_CHARS.0, ROLE_NAME_CHARS.1, Some(ROLE_NAME_PATTERN), false)
+    string(
+        ROLE_NAME_CHARS.0,
+        ROLE_NAME_CHARS.1,
+        Some(ROLE_NAME_PATTERN),
+        false,
+    )
 }
 
 pub fn new_role_name() -> Object {
-    string(ROLE_NAME_CHARS.0, ROLE_NAME_CHARS.1, Some(ROLE_NAME_PATTERN), true)
+    string(
+        ROLE_NAME_CHARS.0,
+        ROLE_NAME_CHARS.1,
+        Some(ROLE_NAME_PATTERN),
+        true,
+    )
 }
 
 /// The permissions a role may grant: each one of `perm::ALL`.
@@ -125,7 +140,12 @@ mod tests {
 
     #[test]
     fn the_patterns_are_valid_regular_expressions() {
-        for pattern in [USERNAME_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, ROLE_NAME_PATTERN] {
+        for pattern in [
+            USERNAME_PATTERN,
+            EMAIL_PATTERN,
+            PHONE_PATTERN,
+            ROLE_NAME_PATTERN,
+        ] {
             assert!(regex::Regex::new(pattern).is_ok(), "{pattern}");
         }
         let blank = regex::Regex::new(NOT_BLANK).ok();

@@ -56,8 +56,6 @@ pub fn router() -> Router<AppState> {
 /// `*`, or be deleted.
 pub const BUILT_IN_ADMIN: &str = "admin";
 
-/// The permissions a role may hold.
-
 async fn subject(state: &AppState, id: Uuid) -> Result<User> {
     db::users::find_by_id(&state.db.write, id)
         .await?

@@ -92,7 +92,11 @@ pub(crate) async fn login(
         return Err(Error::field("login", "must be 1 to 255 characters"));
     }
     let password = Password::candidate(&body.password).map_err(|m| Error::field("password", m))?;
-    let fingerprint = bounded("device_fingerprint", body.device_fingerprint, rules::FINGERPRINT_MAX_CHARS)?;
+    let fingerprint = bounded(
+        "device_fingerprint",
+        body.device_fingerprint,
+        rules::FINGERPRINT_MAX_CHARS,
+    )?;
     let (issued, user) =
         session::log_in(&state, &meta, login, &password, fingerprint.as_deref()).await?;
     Ok(TokenPair::new(&state, issued, &user))
@@ -117,7 +121,11 @@ pub(crate) async fn refresh(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<ApiJson<TokenPair>> {
     rate_limit::hit(&state, Limit::Refresh, &client(&meta)).await?;
-    let fingerprint = bounded("device_fingerprint", body.device_fingerprint, rules::FINGERPRINT_MAX_CHARS)?;
+    let fingerprint = bounded(
+        "device_fingerprint",
+        body.device_fingerprint,
+        rules::FINGERPRINT_MAX_CHARS,
+    )?;
     let (issued, user) =
         session::rotate(&state, &meta, &body.refresh_token, fingerprint.as_deref()).await?;
     Ok(TokenPair::new(&state, issued, &user))
