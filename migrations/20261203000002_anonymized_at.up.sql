@@ -1,12 +1,22 @@
 -- When a user was anonymised, as a column: the anonymised form of e-mail
 -- and username stays (anonymized.<id>@deleted.local, user_<id>), but nothing
--- detects anonymisation by matching it any more (a user could not register
--- such an address, yet a column says it plainly and can be indexed).
+-- detects anonymisation by matching that form any more: the e-mail rule
+-- accepts such an address, so a live user may hold one.
 
 ALTER TABLE users ADD COLUMN anonymized_at TIMESTAMPTZ;
 
-UPDATE users SET anonymized_at = COALESCE(deleted_at, CURRENT_TIMESTAMP)
-WHERE email LIKE 'anonymized.%@deleted.local';
+-- The backfill takes only rows anonymize_user produced: the hash no API
+-- path can set, the address made from the row's own id, and a delete time;
+-- the time is the audited anonymisation where the trail still has it. A
+-- bookkeeping fill: no audit row, no updated_at change.
+ALTER TABLE users DISABLE TRIGGER USER;
+UPDATE users u SET anonymized_at = COALESCE(
+        (SELECT max(a.created_at) FROM audit_logs a
+         WHERE a.entity_id = u.id AND a.action = 'user_anonymized'),
+        u.deleted_at)
+WHERE u.password_hash = 'ANONYMIZED' AND u.deleted_at IS NOT NULL
+  AND u.email = 'anonymized.' || u.id::text || '@deleted.local';
+ALTER TABLE users ENABLE TRIGGER USER;
 
 CREATE OR REPLACE FUNCTION create_audit_log() RETURNS TRIGGER AS $$
 DECLARE

@@ -250,7 +250,7 @@ impl From<sqlx::Error> for Error {
                 Self::Unavailable(err.into())
             }
             // A constraint that means something to the API is mapped where
-            // the write is (db::users::insert, db::roles::create).
+            // the write is (`taken` in db::users, `name_taken` in db::roles).
             E::Database(db) => {
                 match db.code().as_deref() {
                     // query_canceled (statement_timeout), connection and

@@ -157,8 +157,9 @@ async fn a_run_that_finds_the_lock_taken_does_nothing(pool: PgPool) -> TestResul
 async fn an_address_that_looks_anonymised_is_not_taken_for_one(pool: PgPool) -> TestResult {
     let lookalike = "anonymized.mallory@deleted.local";
     let mallory: Uuid = sqlx::query_scalar(
-        "INSERT INTO users (username, email, password_hash, deleted_at, status)
-         VALUES ('mallory', $1, 'x', now() - interval '91 days', 'deleted') RETURNING id",
+        "INSERT INTO users (username, email, password_hash, created_at, deleted_at, status)
+         VALUES ('mallory', $1, 'x', now() - interval '200 days', now() - interval '91 days', 'deleted')
+         RETURNING id",
     )
     .bind(lookalike)
     .fetch_one(&pool)

@@ -766,3 +766,45 @@ async fn the_app_role_cannot_alter_the_audit_trail(pool: PgPool) -> TestResult {
     assert_eq!(rows, 2);
     Ok(())
 }
+
+/// The `anonymized_at` backfill marks the rows `anonymize_user` produced,
+/// not a live user whose address merely has the anonymised form; that user
+/// is anonymised when its retention ends.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_anonymized_at_backfill_takes_only_anonymised_rows(pool: PgPool) -> anyhow::Result<()> {
+    MIGRATOR.undo(&pool, 20261203000001).await?;
+    let lookalike: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, data_retention_until)
+         VALUES ('tricky', 'anonymized.me@deleted.local', 'x', CURRENT_DATE - 1) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let gone: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, created_at, deleted_at, status)
+         VALUES ('gone', 'gone@example.com', 'x', now() - interval '200 days',
+                 now() - interval '100 days', 'deleted') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    sqlx::query("SELECT anonymize_user($1)")
+        .bind(gone)
+        .execute(&pool)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    let marked = |id: uuid::Uuid| {
+        sqlx::query_scalar::<_, bool>("SELECT anonymized_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+    };
+    assert!(marked(gone).await?, "an anonymised row is marked");
+    assert!(!marked(lookalike).await?, "a look-alike address is not");
+    let (_, _, anonymized): (i32, i32, i32) =
+        sqlx::query_as("SELECT * FROM cleanup_expired_data()")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        anonymized, 1,
+        "the look-alike is anonymised when its retention ends"
+    );
+    Ok(())
+}

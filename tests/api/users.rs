@@ -291,9 +291,10 @@ async fn the_export_holds_everything_stored_about_the_caller(pool: PgPool) {
     let exported = &export.body["user"];
     // Every column of the users row except the hash is in the export.
     let columns: Vec<String> = sqlx::query_scalar(
-        // status_before_delete is only ever set on a deleted row, which has no export.
+        // status_before_delete and anonymized_at are only ever set on a
+        // deleted row, which has no export.
         "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'users'
-         AND column_name NOT IN ('password_hash', 'status_before_delete')",
+         AND column_name NOT IN ('password_hash', 'status_before_delete', 'anonymized_at')",
     )
     .fetch_all(&app.pool)
     .await

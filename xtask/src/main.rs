@@ -177,6 +177,15 @@ fn test_steps(extra: &[String]) -> Result<()> {
             .env("SQLX_OFFLINE", "true"),
         "cargo clippy -D warnings",
     )?;
+    // Unused dependencies, and licences, bans and sources (deny.toml); both
+    // work offline. The advisory check needs the network: a manual step.
+    install_cargo_tool("machete", "cargo-machete", "0.9.2")?;
+    run(cargo().arg("machete"), "cargo machete")?;
+    install_cargo_tool("deny", "cargo-deny", "0.20.2")?;
+    run(
+        cargo().args(["deny", "check", "licenses", "bans", "sources"]),
+        "cargo deny check licenses bans sources",
+    )?;
     sqlx_offline_check(&postgres)?;
     lint_template()?;
 
@@ -215,6 +224,21 @@ fn test_steps(extra: &[String]) -> Result<()> {
         .env("MOTO_URL", &moto_url);
     run(&mut nextest, "cargo nextest run (the whole suite)")?;
     perf::schemathesis(&postgres, &redis_url)
+}
+
+/// Installs `crate_name` at `version` unless `cargo <subcommand>` runs.
+fn install_cargo_tool(subcommand: &str, crate_name: &str, version: &str) -> Result<()> {
+    let installed = cargo()
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    run(
+        cargo().args(["install", crate_name, "--version", version, "--locked"]),
+        &format!("installing {crate_name}"),
+    )
 }
 
 /// `cargo sqlx prepare --workspace --check`: the committed `.sqlx/` matches

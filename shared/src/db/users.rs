@@ -237,8 +237,10 @@ pub async fn soft_delete(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bo
 }
 
 /// Restores a soft-deleted, not yet anonymised user with the status it had
-/// before the delete (`inactive` where that is unknown: an admin decides).
-pub async fn restore(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+/// before the delete (`inactive` where that is unknown: an admin decides);
+/// 409 `email_taken` / `username_taken` when a live account took either
+/// since the delete.
+pub async fn restore(conn: impl PgExecutor<'_>, id: Uuid) -> crate::Result<bool> {
     let restored = sqlx::query!(
         r#"UPDATE users SET deleted_at = NULL,
                             status = COALESCE(status_before_delete, 'inactive'),
@@ -248,7 +250,8 @@ pub async fn restore(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> 
         id
     )
     .execute(conn)
-    .await?;
+    .await
+    .map_err(taken)?;
     Ok(restored.rows_affected() == 1)
 }
 

@@ -244,20 +244,7 @@ pub(crate) async fn update_role(
     // Changing a role changes what its holders may do: act on them all.
     caller.outranks(&roles::holders_permissions(&mut *tx, id).await?)?;
     caller.outranks(body.permissions.as_deref().unwrap_or_default())?;
-    if current.name == BUILT_IN_ADMIN {
-        if body.name.as_deref().is_some_and(|n| n != BUILT_IN_ADMIN) {
-            return Err(Error::Conflict(
-                "The built-in admin role cannot be renamed.",
-            ));
-        }
-        if body
-            .permissions
-            .as_ref()
-            .is_some_and(|p| !p.iter().any(|p| p == "*"))
-        {
-            return Err(Error::Conflict("The built-in admin role cannot lose '*'."));
-        }
-    }
+    keep_built_in(&current, &body)?;
     let before = roles::active_superusers(&mut *tx).await?;
     let role = roles::update(
         &mut *tx,
@@ -317,4 +304,21 @@ pub(crate) async fn delete_role(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The built-in `admin` role keeps its name and `*`: 409 otherwise.
+fn keep_built_in(current: &Role, body: &UpdateRoleRequest) -> Result<()> {
+    if current.name != BUILT_IN_ADMIN {
+        return Ok(());
+    }
+    if body.name.as_deref().is_some_and(|n| n != BUILT_IN_ADMIN) {
+        return Err(Error::Conflict(
+            "The built-in admin role cannot be renamed.",
+        ));
+    }
+    let keeps_star = |p: &Vec<String>| p.iter().any(|p| p == "*");
+    if body.permissions.as_ref().is_some_and(|p| !keeps_star(p)) {
+        return Err(Error::Conflict("The built-in admin role cannot lose '*'."));
+    }
+    Ok(())
 }

@@ -59,39 +59,10 @@ pub(crate) async fn forgot_password(
     else {
         return Ok(StatusCode::ACCEPTED);
     };
-    let token = opaque::generate();
-    let mut tx = state.db.write.begin().await?;
-    // The user's row before its tokens, as every transaction takes them.
-    logins::lock_for_login(&mut *tx, user_id).await?;
-    one_time_tokens::lock_mail_address(&mut *tx, MailKind::PasswordReset, email.as_str()).await?;
-    let recent = one_time_tokens::recent_password_resets(&mut *tx, user_id).await?;
-    if recent >= i64::from(state.config.reset_mails_per_hour) {
-        tracing::info!("password reset mail cap reached; request answered without a mail");
-        return Ok(StatusCode::ACCEPTED);
+    if let Some(token) = issue_reset(&state, &meta, user_id, &email).await? {
+        let mail = templates::password_reset(&state.config, email.as_str(), &token);
+        state.mailer.deliver(mail).await;
     }
-    one_time_tokens::create_password_reset(
-        &mut *tx,
-        user_id,
-        &opaque::hash(&token),
-        Utc::now() + Duration::hours(RESET_TTL_HOURS),
-        meta.ip.map(|ip| ip.to_string()),
-    )
-    .await?;
-    audit::record(
-        &mut *tx,
-        &meta.audit(None),
-        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id)),
-    )
-    .await?;
-    tx.commit().await?;
-    state
-        .mailer
-        .deliver(templates::password_reset(
-            &state.config,
-            email.as_str(),
-            &token,
-        ))
-        .await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -146,4 +117,40 @@ pub(crate) async fn reset_password(
     audit::record(&mut *tx, &ctx, &event).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A reset token for `user_id`, under the per-address hourly cap, audited,
+/// in one transaction: the token to mail, or `None` over the cap.
+async fn issue_reset(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: uuid::Uuid,
+    email: &Email,
+) -> Result<Option<String>> {
+    let token = opaque::generate();
+    let mut tx = state.db.write.begin().await?;
+    // The user's row before its tokens, as every transaction takes them.
+    logins::lock_for_login(&mut *tx, user_id).await?;
+    one_time_tokens::lock_mail_address(&mut *tx, MailKind::PasswordReset, email.as_str()).await?;
+    let recent = one_time_tokens::recent_password_resets(&mut *tx, user_id).await?;
+    if recent >= i64::from(state.config.reset_mails_per_hour) {
+        tracing::info!("password reset mail cap reached; request answered without a mail");
+        return Ok(None);
+    }
+    one_time_tokens::create_password_reset(
+        &mut *tx,
+        user_id,
+        &opaque::hash(&token),
+        Utc::now() + Duration::hours(RESET_TTL_HOURS),
+        meta.ip.map(|ip| ip.to_string()),
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(None),
+        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(token))
 }

@@ -55,6 +55,30 @@ pub(crate) async fn register(
 ) -> Result<Response> {
     rate_limit::hit(&state, Limit::Register, &client(&meta)).await?;
 
+    let (username, email, password) = checked(&body)?;
+    rate_limit::hit(&state, Limit::RegisterEmail, email.as_str()).await?;
+
+    let password_hash = state.hasher.hash(&password).await?;
+    let (id, mail) = create(&state, &meta, &body, &username, &email, &password_hash).await?;
+    metrics::count(Event::Registration);
+    if let Some(token) = mail {
+        let mail = templates::verification(&state.config, email.as_str(), &token);
+        state.mailer.deliver(mail).await;
+    }
+    // Deleted in the instant since its commit: nothing to show.
+    let user = users::find_live(&state.db.write, id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/users/{id}"))],
+        ApiJson(UserView::from(&user)),
+    )
+        .into_response())
+}
+
+/// Every field rule of a registration at once: 422 names each broken one.
+fn checked(body: &RegisterRequest) -> Result<(Username, Email, Password)> {
     let mut errors = Vec::new();
     let username = Username::parse(&body.username)
         .map_err(|m| errors.push(FieldError::new("username", m)))
@@ -74,14 +98,23 @@ pub(crate) async fn register(
             errors.push(FieldError::new(field, m));
         }
     }
-    let (Some(username), Some(email), Some(password), true) =
-        (username, email, password, errors.is_empty())
-    else {
-        return Err(Error::Validation(errors));
-    };
-    rate_limit::hit(&state, Limit::RegisterEmail, email.as_str()).await?;
+    match (username, email, password, errors.is_empty()) {
+        (Some(username), Some(email), Some(password), true) => Ok((username, email, password)),
+        _ => Err(Error::Validation(errors)),
+    }
+}
 
-    let password_hash = state.hasher.hash(&password).await?;
+/// Creates the account, audited, and (under the per-address cap) its
+/// verification token, in one transaction. Returns the id and the token to
+/// mail, if one may go.
+async fn create(
+    state: &AppState,
+    meta: &RequestMeta,
+    body: &RegisterRequest,
+    username: &Username,
+    email: &Email,
+    password_hash: &str,
+) -> Result<(uuid::Uuid, Option<String>)> {
     let status = if state.config.require_verified_email {
         UserStatus::PendingVerification
     } else {
@@ -95,7 +128,7 @@ pub(crate) async fn register(
         &users::NewUser {
             username: username.as_str(),
             email: email.as_str(),
-            password_hash: &password_hash,
+            password_hash,
             first_name: body.first_name.as_deref(),
             last_name: body.last_name.as_deref(),
             status,
@@ -103,7 +136,7 @@ pub(crate) async fn register(
         },
     )
     .await?;
-    let mail = verification_allowed(&state, &mut tx, email.as_str()).await?;
+    let mail = verification_allowed(state, &mut tx, email.as_str()).await?;
     if mail {
         one_time_tokens::create_email_verification(
             &mut *tx,
@@ -116,26 +149,5 @@ pub(crate) async fn register(
         .await?;
     }
     tx.commit().await?;
-
-    metrics::count(Event::Registration);
-    if mail {
-        state
-            .mailer
-            .deliver(templates::verification(
-                &state.config,
-                email.as_str(),
-                &token,
-            ))
-            .await;
-    }
-    // Deleted in the instant since its commit: nothing to show.
-    let user = users::find_live(&state.db.write, id)
-        .await?
-        .ok_or(Error::NotFound)?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/v1/users/{id}"))],
-        ApiJson(UserView::from(&user)),
-    )
-        .into_response())
+    Ok((id, mail.then_some(token)))
 }

@@ -122,41 +122,17 @@ pub(crate) async fn change_email(
     let token = opaque::generate();
     let mut tx = state.db.write.begin().await?;
     step_up(&state, &mut tx, &auth, &user, attempt).await?;
-    if users::email_taken(&mut *tx, email.as_str(), user.id).await? {
-        tx.commit().await?;
-        return Err(Error::EmailTaken);
-    }
-    if !verification_allowed(&state, &mut tx, email.as_str()).await? {
-        tx.commit().await?;
-        return Ok(StatusCode::ACCEPTED);
-    }
-    // This request supersedes earlier ones (and the registration's token),
-    // and reset links mailed before it.
-    one_time_tokens::create_email_verification(
-        &mut *tx,
-        user.id,
-        email.as_str(),
-        &opaque::hash(&token),
-        Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
-        true,
-    )
-    .await?;
-    one_time_tokens::invalidate_password_resets(&mut *tx, user.id).await?;
-    audit::record(
-        &mut *tx,
-        &meta.audit(None),
-        &AuditEvent::about_user(AuditAction::EmailChangeRequested, Some(user.id)),
-    )
-    .await?;
+    let change = request_change(&state, &mut tx, &meta, user.id, &email, &token).await?;
+    // The step-up's settled attempt stays, whatever the answer.
     tx.commit().await?;
-    state
-        .mailer
-        .deliver(templates::verification(
-            &state.config,
-            email.as_str(),
-            &token,
-        ))
-        .await;
+    match change {
+        Change::Taken => return Err(Error::EmailTaken),
+        Change::Capped => {}
+        Change::Requested => {
+            let mail = templates::verification(&state.config, email.as_str(), &token);
+            state.mailer.deliver(mail).await;
+        }
+    }
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -197,4 +173,53 @@ pub(crate) async fn delete_me(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an e-mail change request came to.
+enum Change {
+    /// Another account holds the address: 409.
+    Taken,
+    /// The address's hourly cap of verification mails is reached: 202, no mail.
+    Capped,
+    /// A verification token is stored: 202, and the mail goes.
+    Requested,
+}
+
+/// In the step-up's transaction `tx`: the new address must be free and
+/// within its mail cap; then its verification token is stored (superseding
+/// earlier ones, the registration's too, and reset links mailed before) and
+/// the request audited.
+async fn request_change(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    meta: &RequestMeta,
+    user_id: uuid::Uuid,
+    email: &Email,
+    token: &str,
+) -> Result<Change> {
+    if users::email_taken(&mut *tx, email.as_str(), user_id).await? {
+        return Ok(Change::Taken);
+    }
+    if !verification_allowed(state, &mut *tx, email.as_str()).await? {
+        return Ok(Change::Capped);
+    }
+    // This request supersedes earlier ones (and the registration's token),
+    // and reset links mailed before it.
+    one_time_tokens::create_email_verification(
+        &mut *tx,
+        user_id,
+        email.as_str(),
+        &opaque::hash(token),
+        Utc::now() + Duration::hours(VERIFICATION_TTL_HOURS),
+        true,
+    )
+    .await?;
+    one_time_tokens::invalidate_password_resets(&mut *tx, user_id).await?;
+    audit::record(
+        &mut *tx,
+        &meta.audit(None),
+        &AuditEvent::about_user(AuditAction::EmailChangeRequested, Some(user_id)),
+    )
+    .await?;
+    Ok(Change::Requested)
 }
