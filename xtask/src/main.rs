@@ -64,7 +64,11 @@ pub(crate) fn root() -> std::path::PathBuf {
 
 pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root());
+    // `cargo run` set these for xtask itself; cargo subcommands such as
+    // cargo-machete read them as "run directly" and misparse their arguments.
+    cmd.current_dir(root())
+        .env_remove("CARGO_PKG_NAME")
+        .env_remove("CARGO_MANIFEST_DIR");
     cmd
 }
 
