@@ -214,6 +214,36 @@ fn add_rules(doc: &mut Value) {
     }
 }
 
+/// No string of a request body may hold NUL (`http::json` refuses the
+/// body): stated on every body string whose own rule does not already say
+/// more. Request bodies are the schemas that refuse unknown fields.
+fn no_nul_in_bodies(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+            continue;
+        }
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for property in properties.values_mut() {
+            let string = match &property["type"] {
+                Value::String(t) => t == "string",
+                Value::Array(ts) => ts.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if string && property.get("pattern").is_none() && property.get("format").is_none() {
+                property["pattern"] = json!(crate::domain::rules::NO_NUL);
+            }
+        }
+    }
+}
+
 /// The document as pretty JSON (what `openapi.json` holds).
 pub fn json() -> String {
     serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -226,6 +256,7 @@ pub fn json() -> String {
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_rules(&mut doc);
+    no_nul_in_bodies(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in operation.values_mut() {

@@ -36,10 +36,12 @@ pub const ROLE_NAME_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
 
 /// No control character (Unicode category Cc, as `char::is_control`).
 const NO_CONTROL: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
-/// No NUL.
-const NO_NUL: &str = r"^[^\u0000]*$";
-/// At least one character that is not whitespace (what trimming keeps).
-const NOT_BLANK: &str = r"[^\s\u0085]";
+/// No NUL: no string of a request body may hold one (`http::json`), so
+/// `openapi.rs` also states this on every body string without a pattern.
+pub const NO_NUL: &str = r"^[^\u0000]*$";
+/// No NUL, and at least one character that is not whitespace (what
+/// trimming keeps).
+const NOT_BLANK: &str = r"^[^\u0000]*[^\s\u0085\u0000][^\u0000]*$";
 
 fn string(min: usize, max: usize, pattern: Option<&str>, nullable: bool) -> Object {
     let kind = match nullable {
@@ -68,11 +70,16 @@ pub fn email() -> Object {
 }
 
 pub fn new_password() -> Object {
-    string(NEW_PASSWORD_CHARS.0, NEW_PASSWORD_CHARS.1, None, false)
+    string(
+        NEW_PASSWORD_CHARS.0,
+        NEW_PASSWORD_CHARS.1,
+        Some(NO_NUL),
+        false,
+    )
 }
 
 pub fn password() -> Object {
-    string(1, PASSWORD_MAX_CHARS, None, false)
+    string(1, PASSWORD_MAX_CHARS, Some(NO_NUL), false)
 }
 
 pub fn login() -> Object {
@@ -151,6 +158,7 @@ mod tests {
         let blank = regex::Regex::new(NOT_BLANK).ok();
         assert!(blank.as_ref().is_some_and(|r| r.is_match(" a ")));
         assert!(blank.as_ref().is_some_and(|r| !r.is_match(" \t\u{85}")));
+        assert!(blank.as_ref().is_some_and(|r| !r.is_match("a\u{0}")));
         let control = regex::Regex::new(NO_CONTROL).ok();
         assert!(control.as_ref().is_some_and(|r| r.is_match("Zoë")));
         assert!(control.is_some_and(|r| !r.is_match("a\u{7}b")));
