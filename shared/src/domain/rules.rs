@@ -36,8 +36,9 @@ pub const ROLE_NAME_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
 
 /// No control character (Unicode category Cc, as `char::is_control`).
 const NO_CONTROL: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
-/// No NUL: no string of a request body may hold one (`http::json`), so
-/// `openapi.rs` also states this on every body string without a pattern.
+/// No NUL: no string of a request body may hold one (`http::json`);
+/// `openapi.rs` states this on every body string without a pattern of its
+/// own, so the builders here leave it out.
 pub const NO_NUL: &str = r"^[^\u0000]*$";
 /// No NUL, and at least one character that is not whitespace (what
 /// trimming keeps).
@@ -70,16 +71,11 @@ pub fn email() -> Object {
 }
 
 pub fn new_password() -> Object {
-    string(
-        NEW_PASSWORD_CHARS.0,
-        NEW_PASSWORD_CHARS.1,
-        Some(NO_NUL),
-        false,
-    )
+    string(NEW_PASSWORD_CHARS.0, NEW_PASSWORD_CHARS.1, None, false)
 }
 
 pub fn password() -> Object {
-    string(1, PASSWORD_MAX_CHARS, Some(NO_NUL), false)
+    string(1, PASSWORD_MAX_CHARS, None, false)
 }
 
 pub fn login() -> Object {
@@ -87,7 +83,7 @@ pub fn login() -> Object {
 }
 
 pub fn fingerprint() -> Object {
-    string(0, FINGERPRINT_MAX_CHARS, Some(NO_NUL), true)
+    string(0, FINGERPRINT_MAX_CHARS, None, true)
 }
 
 pub fn name() -> Object {
@@ -104,7 +100,7 @@ pub fn profile_picture_url() -> Object {
 }
 
 pub fn bio() -> Object {
-    string(0, BIO_MAX_CHARS, Some(NO_NUL), true)
+    string(0, BIO_MAX_CHARS, None, true)
 }
 
 pub fn role_name() -> Object {

@@ -4,7 +4,7 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::domain::rules;
 
 use super::{Wanted, admin_view, begin_change, keep_a_superuser, subject, target};
+use crate::api::auth::password::store_reset;
 use crate::api::users::search_text;
 use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::logins;
@@ -23,7 +24,7 @@ use crate::domain::user::AdminUserView;
 use crate::domain::{Email, UserStatus};
 use crate::error::{Error, FieldError, Result};
 use crate::http::{ApiJson, ApiQuery, Page, PathOf, RequestMeta, pagination};
-use crate::mail::templates::{self, RESET_TTL_HOURS};
+use crate::mail::templates;
 use crate::security::{Authorized, opaque, perm};
 use crate::state::AppState;
 
@@ -275,20 +276,7 @@ pub(crate) async fn send_password_reset(
     let user = target(&mut tx, &caller, id, Wanted::Live).await?;
     // The user's row before its tokens, as every transaction takes them.
     logins::lock_for_login(&mut *tx, user.id).await?;
-    one_time_tokens::create_password_reset(
-        &mut *tx,
-        user.id,
-        &opaque::hash(&token),
-        Utc::now() + Duration::hours(RESET_TTL_HOURS),
-        meta.ip.map(|ip| ip.to_string()),
-    )
-    .await?;
-    audit::record(
-        &mut *tx,
-        &meta.audit(Some(caller.user_id)),
-        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user.id)),
-    )
-    .await?;
+    store_reset(&mut tx, &meta, Some(caller.user_id), user.id, &token).await?;
     tx.commit().await?;
     state
         .mailer

@@ -137,20 +137,30 @@ async fn issue_reset(
         tracing::info!("password reset mail cap reached; request answered without a mail");
         return Ok(None);
     }
+    store_reset(&mut tx, meta, None, user_id, &token).await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+/// Stores a reset token for `user_id` (by its hash, for `RESET_TTL_HOURS`)
+/// and audits the request as `actor`'s (an admin's) or the user's own, in
+/// `tx`, whose caller holds the user's row lock.
+pub(crate) async fn store_reset(
+    tx: &mut sqlx::PgConnection,
+    meta: &RequestMeta,
+    actor: Option<uuid::Uuid>,
+    user_id: uuid::Uuid,
+    token: &str,
+) -> Result<()> {
     one_time_tokens::create_password_reset(
         &mut *tx,
         user_id,
-        &opaque::hash(&token),
+        &opaque::hash(token),
         Utc::now() + Duration::hours(RESET_TTL_HOURS),
         meta.ip.map(|ip| ip.to_string()),
     )
     .await?;
-    audit::record(
-        &mut *tx,
-        &meta.audit(None),
-        &AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(token))
+    let event = AuditEvent::about_user(AuditAction::PasswordResetRequested, Some(user_id));
+    audit::record(&mut *tx, &meta.audit(actor), &event).await?;
+    Ok(())
 }
