@@ -58,6 +58,17 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
         3,
         "the dropped indexes are back"
     );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pg_constraint WHERE convalidated AND conname IN
+               ('refresh_tokens_pkey', 'refresh_tokens_token_hash_key', 'audit_logs_pkey',
+                'refresh_tokens_replaced_by_fkey', 'user_roles_pkey', 'users_pkey')"
+        )
+        .await,
+        6,
+        "the dropped keys are back, checked"
+    );
     // The script keeps the references valid itself (it loads without
     // foreign-key triggers), and each random draw consistent.
     for (what, sql) in [
@@ -79,6 +90,20 @@ async fn seed_queries_and_cleanup_work_on_a_small_database(pool: PgPool) {
         (
             "deleted_at without status deleted, or the reverse",
             "SELECT count(*) FROM users WHERE (deleted_at IS NULL) <> (status <> 'deleted')",
+        ),
+        (
+            "client addresses as networks (the app stores the host)",
+            "SELECT count(*) FROM refresh_tokens WHERE created_by_ip LIKE '%/%'",
+        ),
+        (
+            "audit rows whose admin is not an admin",
+            "SELECT count(*) FROM audit_logs a WHERE performed_by IS NOT NULL
+               AND NOT EXISTS (SELECT FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                               WHERE ur.user_id = a.performed_by AND r.name = 'admin')",
+        ),
+        (
+            "the generator's tables, left behind",
+            "SELECT count(*) FROM pg_class WHERE relname IN ('perf_seed_users', 'perf_seed_admin')",
         ),
     ] {
         assert_eq!(count(&pool, sql).await, 0, "{what}");

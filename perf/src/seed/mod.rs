@@ -1,6 +1,6 @@
 //! Fills a migrated database with realistic data, generated set-based by
 //! PostgreSQL itself (`INSERT … SELECT … FROM generate_series`, the steps of
-//! `seed.sql`).
+//! `seed.sql`, run by [`load`]).
 //!
 //! What one run adds, for `--users N`:
 //!
@@ -31,20 +31,30 @@
 //! Everything happens in one transaction with `session_replication_role =
 //! replica` (no per-row audit or foreign-key triggers: the script keeps every
 //! reference valid itself). A table that is empty before the run loads
-//! without its secondary indexes, which are created again, from their own
-//! definitions, before the commit: an interrupted run leaves nothing.
+//! without its indexes, and without the primary, unique and foreign keys
+//! only seeded tables depend on; each is created again, from its own
+//! definition, before the commit (the keys check every row then): an
+//! interrupted run leaves nothing but the generator's plan, which the next
+//! run drops.
+//!
+//! Two connections share the work, a core each: the transaction writes every
+//! row; a generator beside it plans the users (the unlogged table
+//! `perf_seed_users`, dropped after the commit) and computes the rows of the
+//! two large tables, which it streams into the transaction as binary `COPY`.
+//! On 2 cores, 1 M users (1.9 M refresh tokens, 10 M audit rows) take about
+//! 160 s (BENCHMARKS.md).
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sqlx::{Connection as _, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool};
+use uuid::Uuid;
 
 /// The password of every seeded user (passes the app's strength rules).
 pub const SEED_PASSWORD: &str = "Seeded-Passw0rd-Lantern-42";
 
-/// The generation script: `-- step: name` sections, one statement each.
-const SCRIPT: &str = include_str!("seed.sql");
+mod load;
 
 /// The tables the seed writes.
 const TABLES: [&str; 4] = ["users", "user_roles", "refresh_tokens", "audit_logs"];
@@ -71,7 +81,7 @@ pub struct SeedReport {
     pub backlog_users: u64,
     /// Of those: backlog (long expired) refresh tokens.
     pub backlog_tokens: u64,
-    /// Secondary indexes dropped before and created again after the load.
+    /// Indexes and keys dropped before and created again after the load.
     pub indexes_rebuilt: usize,
     /// Wall time per phase, in order.
     pub phases: Vec<(String, Duration)>,
@@ -113,7 +123,7 @@ impl fmt::Display for SeedReport {
         )?;
         writeln!(
             f,
-            "secondary indexes dropped and rebuilt: {}",
+            "indexes and keys dropped and rebuilt: {}",
             self.indexes_rebuilt
         )?;
         writeln!(f, "phases:")?;
@@ -122,16 +132,6 @@ impl fmt::Display for SeedReport {
         }
         write!(f, "total: {:.2} s", self.total.as_secs_f64())
     }
-}
-
-/// The `-- step: name` sections of [`SCRIPT`], in order.
-fn steps() -> Vec<(&'static str, &'static str)> {
-    SCRIPT
-        .split("\n-- step: ")
-        .skip(1)
-        .filter_map(|section| section.split_once('\n'))
-        .map(|(name, sql)| (name.trim(), sql))
-        .collect()
 }
 
 /// The precomputed Argon2id hash of [`SEED_PASSWORD`], with the production
@@ -177,8 +177,6 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
          SET LOCAL session_replication_role = replica;
          SET LOCAL synchronous_commit = off;
          SET LOCAL work_mem = '256MB';
-         SET LOCAL maintenance_work_mem = '1GB';
-         SET LOCAL max_parallel_maintenance_workers = 2;
          SET LOCAL statement_timeout = 0;
          SET LOCAL jit = off; -- compiling these one-off statements costs more than it saves
          SELECT create_audit_partitions(
@@ -192,22 +190,34 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
     )
     .execute(&mut *tx)
     .await?;
+    // One index-build worker per core beside the leader's (the database is
+    // the local one): on 2 cores, 1 worker built the audit indexes in 5.0 s
+    // and 9.5 s where 2 workers took 7.5 s and 12.3 s (over-subscribed).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get() - 1);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL max_parallel_maintenance_workers = {workers}"
+    )))
+    .execute(&mut *tx)
+    .await?;
 
     // What is there already: seeded users (the marker in the id), the
     // highest sequence number, and the backlog the cleanup would find.
-    let (regular_before, max_seq, due, expired): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE substr(id::text, 15, 9) = '75ed-a5ed'),
+    let (regular_before, max_seq, due, expired, admin): (i64, i64, i64, i64, Option<Uuid>) =
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE substr(id::text, 15, 9) = '75ed-a5ed'),
                 coalesce(max(('x' || substr(id::text, 25, 12))::bit(48)::bigint)
                          FILTER (WHERE substr(id::text, 15, 9) IN ('75ed-a5ed', '75ed-b5ed')), -1),
                 count(*) FILTER (WHERE (deleted_at < now() - interval '90 days'
                                         OR data_retention_until < CURRENT_DATE)
                                    AND anonymized_at IS NULL),
                 (SELECT count(*) FROM refresh_tokens
-                 WHERE expires_at < now() - interval '7 days')
+                 WHERE expires_at < now() - interval '7 days'),
+                (SELECT ur.user_id FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                 WHERE r.name = 'admin' ORDER BY ur.assigned_at LIMIT 1)
          FROM users",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+        )
+        .fetch_one(&mut *tx)
+        .await?;
     report.users_before = regular_before as u64;
     let regular = opts.users.saturating_sub(report.users_before);
     report.users_after = report.users_before + regular;
@@ -219,88 +229,89 @@ pub async fn run(pool: &PgPool, opts: &SeedOptions) -> Result<SeedReport> {
         report.backlog_tokens = opts.users.saturating_sub(expired as u64);
     }
     report.backlog_users = backlog_deleted + backlog_retention;
-    sqlx::query(
-        "CREATE TEMP TABLE seed_run ON COMMIT DROP AS
-         SELECT $1::bigint AS first_seq, $2::bigint AS regular, $3::bigint AS backlog_deleted,
-                $4::bigint AS backlog_retention, $5::bigint AS backlog_tokens, $6::text AS hash",
+    let run = Run {
+        first_seq: max_seq + 1,
+        regular: regular as i64,
+        backlog_deleted: backlog_deleted as i64,
+        backlog_retention: backlog_retention as i64,
+        backlog_tokens: report.backlog_tokens as i64,
+        hash: hash.await??,
+        admin,
+    };
+    run.create(&mut tx, "ON COMMIT DROP").await?;
+    // The generator: a connection of its own (closed at the end), whose
+    // temporary seed_run lives as long as it does.
+    let mut generator = pool.acquire().await?.detach();
+    sqlx::raw_sql(
+        "SET work_mem = '256MB';
+         SET statement_timeout = 0;
+         SET jit = off;
+         -- What the transaction locks (the tables it loads) the generator
+         -- must not read: it would wait for a commit that waits for it.
+         SET lock_timeout = '10s';
+         DROP TABLE IF EXISTS perf_seed_users, perf_seed_admin; -- left by an interrupted run",
     )
-    .bind(max_seq + 1)
-    .bind(regular as i64)
-    .bind(backlog_deleted as i64)
-    .bind(backlog_retention as i64)
-    .bind(report.backlog_tokens as i64)
-    .bind(hash.await??)
-    .execute(&mut *tx)
+    .execute(&mut generator)
     .await?;
+    run.create(&mut generator, "").await?;
     phase(&mut report, "prepare");
 
     if regular + report.backlog_users + report.backlog_tokens > 0 {
-        report.indexes_rebuilt = load(&mut tx, &mut report, &mut phase).await?;
+        report.indexes_rebuilt =
+            load::load(&mut tx, &mut generator, &mut report, &mut phase).await?;
     }
     tx.commit().await?;
+    sqlx::raw_sql("DROP TABLE IF EXISTS perf_seed_users, perf_seed_admin")
+        .execute(&mut generator)
+        .await?;
     phase(&mut report, "commit");
     if report.added_total() > 0 {
-        sqlx::raw_sql("ANALYZE users, user_roles, refresh_tokens, audit_logs")
-            .execute(pool)
-            .await?;
+        // A core each: the audit log's 37 tables, and the rest.
+        let mut conn = pool.acquire().await?;
+        tokio::try_join!(
+            sqlx::raw_sql("ANALYZE audit_logs").execute(&mut generator),
+            sqlx::raw_sql("ANALYZE users, user_roles, refresh_tokens").execute(&mut *conn),
+        )?;
         phase(&mut report, "analyze");
     }
+    generator.close().await?;
     report.total = started.elapsed();
     Ok(report)
 }
 
-/// Runs the steps of [`SCRIPT`] (recording rows and times in `report`)
-/// without the secondary indexes of the tables that were empty, then
-/// creates those again; returns how many it rebuilt.
-async fn load(
-    tx: &mut sqlx::PgConnection,
-    report: &mut SeedReport,
-    phase: &mut impl FnMut(&mut SeedReport, &str),
-) -> Result<usize> {
-    // Indexes that back no constraint, of the tables without rows (a
-    // partitioned index is shown `ON ONLY` its parent; created again, it
-    // must cascade to the partitions as the migration's did).
-    let indexes: Vec<(String, String)> = sqlx::query_as(
-        "WITH empty (rel) AS (
-             SELECT 'users'::regclass WHERE NOT EXISTS (SELECT FROM users)
-             UNION ALL SELECT 'user_roles' WHERE NOT EXISTS (SELECT FROM user_roles)
-             UNION ALL SELECT 'refresh_tokens' WHERE NOT EXISTS (SELECT FROM refresh_tokens)
-             UNION ALL SELECT 'audit_logs' WHERE NOT EXISTS (SELECT FROM audit_logs))
-         SELECT i.indexrelid::regclass::text,
-                replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
-         FROM pg_index i
-         WHERE i.indrelid IN (SELECT rel FROM empty)
-           AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for (name, _) in &indexes {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {name}")))
-            .execute(&mut *tx)
+/// The parameters of one run, which the steps read from `seed_run`.
+struct Run {
+    first_seq: i64,
+    regular: i64,
+    backlog_deleted: i64,
+    backlog_retention: i64,
+    backlog_tokens: i64,
+    hash: String,
+    /// The first admin there was before the run.
+    admin: Option<Uuid>,
+}
+
+impl Run {
+    /// Creates the one-row temporary table `seed_run` on `conn`.
+    async fn create(&self, conn: &mut PgConnection, on_commit: &str) -> Result<()> {
+        let sql = format!(
+            "CREATE TEMP TABLE seed_run {on_commit} AS
+             SELECT $1::bigint AS first_seq, $2::bigint AS regular,
+                    $3::bigint AS backlog_deleted, $4::bigint AS backlog_retention,
+                    $5::bigint AS backlog_tokens, $6::text AS hash, $7::uuid AS admin"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.first_seq)
+            .bind(self.regular)
+            .bind(self.backlog_deleted)
+            .bind(self.backlog_retention)
+            .bind(self.backlog_tokens)
+            .bind(&self.hash)
+            .bind(self.admin)
+            .execute(conn)
             .await?;
+        Ok(())
     }
-    phase(report, "drop indexes");
-
-    for (step, sql) in steps() {
-        let done = sqlx::raw_sql(sql)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("seed step {step}"))?;
-        let table = step.strip_prefix("backlog ").unwrap_or(step);
-        if let Some(table) = TABLES.into_iter().find(|t| *t == table) {
-            report.rows.push((table, done.rows_affected()));
-        }
-        phase(report, step);
-    }
-
-    for (_, definition) in &indexes {
-        sqlx::query(sqlx::AssertSqlSafe(definition.clone()))
-            .execute(&mut *tx)
-            .await
-            .with_context(|| definition.clone())?;
-    }
-    phase(report, "create indexes");
-    Ok(indexes.len())
 }
 
 #[cfg(test)]
@@ -310,24 +321,5 @@ mod tests {
     #[test]
     fn the_seed_password_passes_the_apps_rules() {
         assert!(shared::domain::Password::parse(SEED_PASSWORD, &[]).is_ok());
-    }
-
-    #[test]
-    fn the_script_has_a_step_per_table() {
-        let names: Vec<_> = steps().into_iter().map(|(name, _)| name).collect();
-        assert_eq!(
-            names,
-            [
-                "plan users",
-                "users",
-                "user_roles",
-                "refresh_tokens",
-                "audit_logs",
-                "backlog refresh_tokens"
-            ]
-        );
-        for (name, sql) in steps() {
-            assert!(!sql.trim().is_empty(), "step {name} is empty");
-        }
     }
 }
