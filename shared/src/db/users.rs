@@ -161,6 +161,34 @@ pub async fn caller(
         .await
 }
 
+/// The caller's own row with what [`caller`] reads: the routes about the
+/// caller themself authorise and answer with one statement.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CallerRow {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub permissions: Vec<String>,
+    pub session_live: bool,
+}
+
+/// The SQL of [`caller_row`] (`users.*`, as the `User` row reads its
+/// columns by name; checked by the tests of every `/v1/users/me` route, as a
+/// compile-time check cannot see through `#[sqlx(flatten)]`).
+pub const CALLER_ROW_SQL: &str = include_str!("../../queries/users/me.sql");
+
+/// [`caller`] and [`find_by_id`] in one statement.
+pub async fn caller_row(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    session_id: Uuid,
+) -> sqlx::Result<Option<CallerRow>> {
+    sqlx::query_as(CALLER_ROW_SQL)
+        .bind(id)
+        .bind(session_id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// The permissions a user holds through its roles (the privilege rule
 /// compares them with the caller's), soft-deleted users included.
 pub async fn permissions(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<String>> {

@@ -1,7 +1,9 @@
 //! `AuthUser`: the one authorisation mechanism. Verifies the bearer access
 //! token, then reads the caller's status, permissions and whether the
 //! session is still live in one statement on every request, so suspensions,
-//! role changes and revocations apply at once (docs/security.md).
+//! role changes and revocations apply at once (docs/security.md). `Me` is
+//! the same with the caller's own row in that statement, for the routes
+//! about the caller themself.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -10,8 +12,10 @@ use uuid::Uuid;
 
 use crate::db::users;
 use crate::domain::UserStatus;
+use crate::domain::user::User;
 use crate::error::Error;
 use crate::http::Subject;
+use crate::security::jwt::Claims;
 use crate::state::AppState;
 
 /// An authenticated caller.
@@ -61,37 +65,89 @@ fn bearer(parts: &Parts) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
+/// The verified claims of the request's bearer token (401 without one),
+/// noted for the access log.
+fn claims(parts: &Parts, state: &AppState) -> Result<Claims, Error> {
+    let token = bearer(parts).ok_or(Error::Unauthorized)?;
+    let claims = state.keys.verify(token).ok_or(Error::Unauthorized)?;
+    if let Some(subject) = parts.extensions.get::<Subject>() {
+        subject.set(claims.sub);
+    }
+    Ok(claims)
+}
+
+/// The checks of every authenticated request, in the contract's order: a
+/// deleted user 401; a suspended or inactive one 403 `account_disabled`,
+/// although the suspension revoked the session; then a dead session 401.
+fn admit(
+    state: &AppState,
+    deleted: bool,
+    status: UserStatus,
+    session_live: bool,
+) -> Result<(), Error> {
+    if deleted {
+        return Err(Error::Unauthorized);
+    }
+    if !status.may_log_in(state.config.require_verified_email) {
+        return Err(Error::AccountDisabled);
+    }
+    if !session_live {
+        return Err(Error::Unauthorized);
+    }
+    Ok(())
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = bearer(parts).ok_or(Error::Unauthorized)?;
-        let claims = state.keys.verify(token).ok_or(Error::Unauthorized)?;
-        if let Some(subject) = parts.extensions.get::<Subject>() {
-            subject.set(claims.sub);
-        }
+        let claims = claims(parts, state)?;
         // The primary, not a replica: a revocation must hold from the
         // moment it commits.
         let caller = users::caller(&state.db.write, claims.sub, claims.sid)
             .await?
-            .filter(|c| !c.deleted)
             .ok_or(Error::Unauthorized)?;
-        // Status before revocation: a suspended user's tokens answer 403
-        // `account_disabled` although the suspension revoked the session.
-        if !caller
-            .status
-            .may_log_in(state.config.require_verified_email)
-        {
-            return Err(Error::AccountDisabled);
-        }
-        if !caller.session_live {
-            return Err(Error::Unauthorized);
-        }
+        admit(state, caller.deleted, caller.status, caller.session_live)?;
         Ok(Self {
             user_id: claims.sub,
             session_id: claims.sid,
             status: caller.status,
             permissions: caller.permissions,
+        })
+    }
+}
+
+/// The caller with their own row, read in the same statement: what the
+/// routes about the caller themself (`/v1/users/me…`) take instead of
+/// [`AuthUser`] and a second query.
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub auth: AuthUser,
+    pub user: User,
+}
+
+impl FromRequestParts<AppState> for Me {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let claims = claims(parts, state)?;
+        let row = users::caller_row(&state.db.write, claims.sub, claims.sid)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        admit(
+            state,
+            row.user.deleted_at.is_some(),
+            row.user.status,
+            row.session_live,
+        )?;
+        Ok(Self {
+            auth: AuthUser {
+                user_id: claims.sub,
+                session_id: claims.sid,
+                status: row.user.status,
+                permissions: row.permissions,
+            },
+            user: row.user,
         })
     }
 }

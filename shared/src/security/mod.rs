@@ -8,6 +8,6 @@ pub mod opaque;
 pub mod passwords;
 pub mod rate_limit;
 
-pub use extract::{AuthUser, Authorized, Permission, holds_all, perm};
+pub use extract::{AuthUser, Authorized, Me, Permission, holds_all, perm};
 pub use jwt::JwtKeys;
 pub use passwords::PasswordHasher;

@@ -154,3 +154,63 @@ async fn discovery_documents_publish_the_keys(pool: PgPool) {
         "http://127.0.0.1:3000/.well-known/jwks.json"
     );
 }
+
+/// The routes about the caller themself read the caller's row, permissions
+/// and session in one statement (`users::caller_row`, the `Me` extractor):
+/// each keeps the refusals of every authenticated route, in their order.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_self_routes_refuse_a_dead_caller_in_order(pool: PgPool) {
+    const SELF_ROUTES: [(Method, &str); 6] = [
+        (Method::GET, "/v1/users/me"),
+        (Method::GET, "/v1/users/me/export"),
+        (Method::POST, "/v1/users/me/password"),
+        (Method::POST, "/v1/users/me/email"),
+        (Method::DELETE, "/v1/users/me"),
+        (Method::POST, "/v1/auth/email/resend"),
+    ];
+    let app = TestApp::new(pool);
+    let (user, pair) = app.signed_in("selfish").await;
+    let me = app
+        .call(Method::GET, "/v1/users/me", None, Some(&bearer(&pair)))
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["username"], "selfish");
+    assert_eq!(me.body["id"], user.id.to_string());
+
+    let set = |sql: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query(sql).bind(user.id).execute(&pool).await.unwrap();
+        }
+    };
+    let refused = |status: u16, code: &'static str, pair: Value| {
+        let app = &app;
+        async move {
+            for (method, path) in SELF_ROUTES {
+                let response = app
+                    .call(method.clone(), path, None, Some(&bearer(&pair)))
+                    .await;
+                assert_eq!(
+                    response.status.as_u16(),
+                    status,
+                    "{method} {path}: {}",
+                    response.body
+                );
+                assert_problem(&response, status, code);
+            }
+        }
+    };
+    // Suspended: 403, although the suspension revoked the session.
+    set("UPDATE users SET status = 'suspended' WHERE id = $1").await;
+    set("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1").await;
+    refused(403, "account_disabled", pair.clone()).await;
+    // Active again, the session still revoked: 401.
+    set("UPDATE users SET status = 'active' WHERE id = $1").await;
+    refused(401, "unauthorized", pair.clone()).await;
+    // A live session of a deleted user: 401.
+    let login = app.login_as(&user).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let fresh = login.body;
+    set("UPDATE users SET status = 'deleted', deleted_at = now() WHERE id = $1").await;
+    refused(401, "unauthorized", fresh).await;
+}

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
 use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
 use crate::security::rate_limit::{self, Limit};
-use crate::security::{AuthUser, opaque};
+use crate::security::{Me, opaque};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -84,10 +84,9 @@ pub(crate) async fn verify_email(
 pub(crate) async fn resend_verification(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    auth: AuthUser,
+    Me { auth, user }: Me,
 ) -> Result<StatusCode> {
     rate_limit::hit(&state, Limit::EmailResend, &auth.user_id.to_string()).await?;
-    let user = crate::api::users::me(&state, &auth).await?;
     if user.is_email_verified {
         return Ok(StatusCode::ACCEPTED);
     }

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 
-use super::me;
 use crate::api::admin::LAST_SUPERUSER;
 use crate::api::auth::verification_allowed;
 use crate::db::audit::{self, AuditAction, AuditEvent};
@@ -19,7 +18,7 @@ use crate::http::{ApiJson, RequestMeta};
 use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
 use crate::security::lockout;
 use crate::security::rate_limit::Limit;
-use crate::security::{AuthUser, opaque};
+use crate::security::{Me, opaque};
 use crate::session::{confirm_password, step_up};
 use crate::state::AppState;
 
@@ -62,10 +61,9 @@ pub struct PasswordConfirmation {
 pub(crate) async fn change_password(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    auth: AuthUser,
+    Me { auth, user }: Me,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode> {
-    let user = me(&state, &auth).await?;
     // The new password is judged first: a refused one must not count as a
     // wrong current password.
     let local_part = user.email.split('@').next().unwrap_or_default();
@@ -112,11 +110,10 @@ pub(crate) async fn change_password(
 pub(crate) async fn change_email(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    auth: AuthUser,
+    Me { auth, user }: Me,
     ApiJson(body): ApiJson<ChangeEmailRequest>,
 ) -> Result<StatusCode> {
     let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
-    let user = me(&state, &auth).await?;
     let attempt =
         confirm_password(&state, &meta, Limit::EmailChange, &user, &body.password).await?;
     let token = opaque::generate();
@@ -150,10 +147,9 @@ pub(crate) async fn change_email(
 pub(crate) async fn delete_me(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    auth: AuthUser,
+    Me { auth, user }: Me,
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<StatusCode> {
-    let user = me(&state, &auth).await?;
     let attempt =
         confirm_password(&state, &meta, Limit::AccountDelete, &user, &body.password).await?;
     let mut tx = state.db.write.begin().await?;

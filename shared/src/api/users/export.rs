@@ -4,14 +4,13 @@ use axum::Extension;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::me;
 use crate::db::audit::{self, AuditAction, AuditEntry, AuditEvent};
 use crate::db::sessions;
 use crate::db::sessions::Session;
 use crate::domain::user::AdminUserView;
 use crate::error::Result;
 use crate::http::{ApiJson, RequestMeta};
-use crate::security::AuthUser;
+use crate::security::Me;
 use crate::state::AppState;
 
 /// Everything stored about the caller.
@@ -36,9 +35,8 @@ pub struct Export {
 pub(crate) async fn export(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
-    auth: AuthUser,
+    Me { auth, user }: Me,
 ) -> Result<ApiJson<Export>> {
-    let user = me(&state, &auth).await?;
     audit::record(
         &state.db.write,
         &meta.audit(None),

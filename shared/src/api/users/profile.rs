@@ -11,7 +11,7 @@ use crate::domain::UserView;
 use crate::domain::profile::ProfilePatch;
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
-use crate::security::AuthUser;
+use crate::security::{AuthUser, Me};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -24,11 +24,8 @@ use crate::state::AppState;
         (status = 200, description = "The caller", body = crate::domain::UserView),
     )
 )]
-pub(crate) async fn get_me(
-    State(state): State<AppState>,
-    auth: AuthUser,
-) -> Result<ApiJson<UserView>> {
-    Ok(ApiJson(UserView::from(&me(&state, &auth).await?)))
+pub(crate) async fn get_me(Me { user, .. }: Me) -> Result<ApiJson<UserView>> {
+    Ok(ApiJson(UserView::from(&user)))
 }
 
 #[utoipa::path(
