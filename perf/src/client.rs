@@ -50,6 +50,20 @@ impl Client {
         }
     }
 
+    /// Sends one request without a body and returns only its status (the
+    /// body is read and dropped unparsed: a load generator should cost little).
+    pub async fn status(&self, method: Method, path: &str, bearer: &str) -> anyhow::Result<u16> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(Full::new(Bytes::new()))?;
+        let resp = self.inner.request(req).await?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await?;
+        Ok(status)
+    }
+
     /// Sends one request; `body` as JSON, `bearer` as the access token.
     pub async fn call(
         &self,

@@ -1,6 +1,8 @@
-//! The HTTP benchmark: closed-loop connections against a running server on
-//! a seeded database, one route at a time, and the database floor for
-//! `GET /v1/users/me` measured with `pgbench` running the same queries.
+//! The HTTP benchmark: closed-loop connections (this crate's hyper client,
+//! one request in flight per connection) against a running server on a
+//! seeded database, one route at a time, each figure beside the floors of
+//! [`crate::floor`] measured in the same run, with the CPU per request of
+//! the server, the database and the load generator.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -11,6 +13,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::client::Client;
+use crate::cpu::{PerRequest, Sample};
+use crate::floor::{self, Pgbench};
 use crate::stats::{Summary, ms};
 
 /// One route at one connection count.
@@ -22,20 +26,31 @@ pub struct HttpRow {
     pub errors: u64,
     pub rps: f64,
     pub latency: Summary,
+    pub cpu: PerRequest,
 }
 
-/// `pgbench` running `/v1/users/me`'s queries.
-#[derive(Debug, Clone)]
-pub struct Floor {
-    pub connections: usize,
-    pub tps: f64,
-    pub latency_avg_ms: f64,
-}
-
+/// The figures and what they are measured against.
 #[derive(Debug, Default)]
 pub struct HttpReport {
+    /// What the run was called (e.g. "Redis" or "no Redis").
+    pub label: String,
     pub rows: Vec<HttpRow>,
-    pub floors: Vec<Floor>,
+    /// The read floor at each connection count.
+    pub floors: Vec<Pgbench>,
+    pub write_floor: Option<Pgbench>,
+    pub rs256_sign_us: f64,
+    pub argon2_verify_ms: f64,
+}
+
+/// What to run and against which server process.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub connection_counts: Vec<usize>,
+    pub duration: Duration,
+    /// Routes to run (their [`Scenario::route`] names); empty: all.
+    pub routes: Vec<String>,
+    /// The server's process name, for its CPU time.
+    pub server_process: String,
 }
 
 /// What one connection sends, with the state it carries between requests.
@@ -63,8 +78,10 @@ impl Scenario {
     async fn once(&mut self, client: &Client, n: usize) -> bool {
         match self {
             Scenario::Me { token } => {
-                matches!(client.call(Method::GET, "/v1/users/me", None, Some(token)).await,
-                    Ok(r) if r.status == 200)
+                matches!(
+                    client.status(Method::GET, "/v1/users/me", token).await,
+                    Ok(200)
+                )
             }
             Scenario::Search { token, terms } => {
                 let term = &terms[n % terms.len()];
@@ -73,14 +90,13 @@ impl Scenario {
                     .append_pair("limit", "20")
                     .finish();
                 let path = format!("/v1/users?{query}");
-                matches!(client.call(Method::GET, &path, None, Some(token)).await,
-                    Ok(r) if r.status == 200)
+                matches!(client.status(Method::GET, &path, token).await, Ok(200))
             }
             Scenario::AdminList { token } => matches!(
                 client
-                    .call(Method::GET, "/v1/admin/users?status=active&limit=20", None, Some(token))
+                    .status(Method::GET, "/v1/admin/users?status=active&limit=20", token)
                     .await,
-                Ok(r) if r.status == 200
+                Ok(200)
             ),
             Scenario::Refresh { refresh } => {
                 let body = json!({"refresh_token": refresh});
@@ -108,9 +124,11 @@ impl Scenario {
 }
 
 /// Runs one scenario per connection for `duration`.
-async fn drive(client: &Client, scenarios: Vec<Scenario>, duration: Duration) -> Result<HttpRow> {
+async fn drive(client: &Client, scenarios: Vec<Scenario>, plan: &Plan) -> Result<HttpRow> {
     let route = scenarios.first().map(Scenario::route).unwrap_or("?");
     let connections = scenarios.len();
+    let duration = plan.duration;
+    let before = Sample::take(&plan.server_process);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -139,13 +157,16 @@ async fn drive(client: &Client, scenarios: Vec<Scenario>, duration: Duration) ->
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let requests = samples.len() as u64;
+    let cpu = before.per_request(&Sample::take(&plan.server_process), requests);
     Ok(HttpRow {
         route,
         connections,
-        requests: samples.len() as u64,
+        requests,
         errors,
-        rps: samples.len() as f64 / elapsed,
+        rps: requests as f64 / elapsed,
         latency: Summary::of(&mut samples),
+        cpu,
     })
 }
 
@@ -172,19 +193,19 @@ fn field(pair: &Value, name: &str) -> Result<String> {
         .with_context(|| format!("the token pair has no {name}"))
 }
 
-/// Every route at each connection count, `duration` each.
+/// Every route of `plan` at each connection count, then the floors.
 pub async fn run(
     client: &Client,
     pool: &PgPool,
-    connection_counts: &[usize],
-    duration: Duration,
+    database_url: &str,
+    plan: &Plan,
 ) -> Result<HttpReport> {
-    let most = connection_counts.iter().copied().max().unwrap_or(1);
+    let most = plan.connection_counts.iter().copied().max().unwrap_or(1);
     // Seeded accounts that may log in, one per connection.
     // (Seeded users share one precomputed hash of SEED_PASSWORD: the most
     // common hash in the table.)
-    let logins: Vec<String> = sqlx::query_scalar(
-        "SELECT username FROM users
+    let logins: Vec<(String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT username, id FROM users
          WHERE status = 'active' AND deleted_at IS NULL AND locked_until IS NULL
            AND password_hash = (SELECT password_hash FROM users
                                 GROUP BY 1 ORDER BY count(*) DESC LIMIT 1)
@@ -212,173 +233,172 @@ pub async fn run(
     let admin = crate::load::admin_token(client, pool).await?;
     let password = crate::seed::SEED_PASSWORD;
     let mut pairs = Vec::new();
-    for name in &logins {
+    for (name, _) in &logins {
         pairs.push(login(client, name, password).await?);
     }
+    let wanted = |route: &str| plan.routes.is_empty() || plan.routes.iter().any(|r| r == route);
 
     let mut report = HttpReport::default();
-    for &c in connection_counts {
-        let me: Vec<Scenario> = pairs[..c]
-            .iter()
-            .map(|p| field(p, "access_token").map(|token| Scenario::Me { token }))
-            .collect::<Result<_>>()?;
-        report.rows.push(drive(client, me, duration).await?);
-        let search = (0..c)
-            .map(|_| Scenario::Search {
-                token: admin.clone(),
-                terms: terms.clone(),
-            })
-            .collect();
-        report.rows.push(drive(client, search, duration).await?);
-        let list = (0..c)
-            .map(|_| Scenario::AdminList {
-                token: admin.clone(),
-            })
-            .collect();
-        report.rows.push(drive(client, list, duration).await?);
-        // Fresh sessions: each connection rotates its own chain.
-        let mut refresh = Vec::new();
-        for name in &logins[..c] {
-            let pair = login(client, name, password).await?;
-            refresh.push(Scenario::Refresh {
-                refresh: field(&pair, "refresh_token")?,
-            });
+    for &c in &plan.connection_counts {
+        let mut scenarios: Vec<Vec<Scenario>> = Vec::new();
+        scenarios.push(
+            pairs[..c]
+                .iter()
+                .map(|p| field(p, "access_token").map(|token| Scenario::Me { token }))
+                .collect::<Result<_>>()?,
+        );
+        scenarios.push(
+            (0..c)
+                .map(|_| Scenario::Search {
+                    token: admin.clone(),
+                    terms: terms.clone(),
+                })
+                .collect(),
+        );
+        scenarios.push(
+            (0..c)
+                .map(|_| Scenario::AdminList {
+                    token: admin.clone(),
+                })
+                .collect(),
+        );
+        scenarios.push(
+            logins[..c]
+                .iter()
+                .map(|(name, _)| Scenario::Login {
+                    login: name.clone(),
+                    password: password.to_string(),
+                })
+                .collect(),
+        );
+        for group in scenarios {
+            if group.first().is_some_and(|s| wanted(s.route())) {
+                report.rows.push(drive(client, group, plan).await?);
+            }
         }
-        report.rows.push(drive(client, refresh, duration).await?);
-        let logins: Vec<Scenario> = logins[..c]
-            .iter()
-            .map(|name| Scenario::Login {
-                login: name.clone(),
-                password: password.to_string(),
-            })
-            .collect();
-        report.rows.push(drive(client, logins, duration).await?);
+        if wanted("POST /v1/auth/refresh") {
+            // Fresh sessions: each connection rotates its own chain.
+            let mut refresh = Vec::new();
+            for (name, _) in &logins[..c] {
+                let pair = login(client, name, password).await?;
+                refresh.push(Scenario::Refresh {
+                    refresh: field(&pair, "refresh_token")?,
+                });
+            }
+            report.rows.push(drive(client, refresh, plan).await?);
+        }
     }
+    let ids: Vec<uuid::Uuid> = logins.iter().map(|(_, id)| *id).collect();
+    for &c in &plan.connection_counts {
+        report
+            .floors
+            .push(floor::read(database_url, &ids[..c], c, plan.duration).await?);
+    }
+    let clients = plan.connection_counts.first().copied().unwrap_or(32);
+    report.write_floor = Some(floor::write(database_url, clients, plan.duration).await?);
+    report.rs256_sign_us = floor::rs256_sign_us()?;
+    report.argon2_verify_ms = floor::argon2_verify_ms().await?;
     Ok(report)
 }
 
-/// The script pgbench runs: `/v1/users/me`'s two statements (the caller's
-/// status, permissions and session, then the user row; the very SQL of
-/// `users::caller` and `users::find_by_id`) for a random seeded id among
-/// `ids`.
-fn me_script(ids: i64) -> String {
-    let id = "(SELECT id FROM bench_ids WHERE n = :n)";
-    let caller = shared::db::users::CALLER_SQL
-        .replace("$1", id)
-        .replace("$2", "'00000000-0000-0000-0000-000000000000'::uuid");
-    let user = shared::db::users::FIND_BY_ID_SQL.replace("$1", id);
-    format!(
-        "\\set n random(1, {ids})\n{};\n{};\n",
-        caller.trim(),
-        user.trim()
-    )
-}
-
-/// `pgbench` with [`me_script`] at each connection count (prepared
-/// statements, as sqlx uses them).
-pub async fn floor(
-    pool: &PgPool,
-    database_url: &str,
-    connection_counts: &[usize],
-    duration: Duration,
-) -> Result<Vec<Floor>> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS bench_ids AS
-         SELECT row_number() OVER () AS n, id FROM (
-             SELECT id FROM users WHERE deleted_at IS NULL AND status = 'active'
-             ORDER BY id LIMIT 100000) s",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS bench_ids_n ON bench_ids (n)")
-        .execute(pool)
-        .await?;
-    let ids: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_ids")
-        .fetch_one(pool)
-        .await?;
-    if ids == 0 {
-        bail!("no active users to look up");
-    }
-    let script = std::env::temp_dir().join(format!("um-me-{}.pgbench.sql", std::process::id()));
-    std::fs::write(&script, me_script(ids))?;
-    let mut floors = Vec::new();
-    for &c in connection_counts {
-        let out = tokio::process::Command::new("pgbench")
-            .args(["-n", "-M", "prepared", "-j", "2"])
-            .arg(format!("-c{c}"))
-            .arg(format!("-T{}", duration.as_secs().max(1)))
-            .arg("-f")
-            .arg(&script)
-            .arg(database_url)
-            .output()
-            .await
-            .context("running pgbench (PostgreSQL's client tools)")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            bail!(
-                "pgbench failed: {}{}",
-                text,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let number_after = |prefix: &str| {
-            text.lines()
-                .find_map(|l| l.trim().strip_prefix(prefix))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        };
-        floors.push(Floor {
-            connections: c,
-            tps: number_after("tps = ").context("pgbench printed no tps")?,
-            latency_avg_ms: number_after("latency average = ").unwrap_or(0.0),
-        });
-    }
-    Ok(floors)
+/// The cores the server, the database and the load generator share.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 impl HttpReport {
+    fn floor_at(&self, connections: usize) -> Option<&Pgbench> {
+        self.floors.iter().find(|f| f.clients == connections)
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
+        if !self.label.is_empty() {
+            let _ = writeln!(out, "### {}\n", self.label);
+        }
         let _ = writeln!(
             out,
-            "| route | connections | requests | req/s | p50 ms | p99 ms | errors |"
+            "| route | conns | requests | req/s | / read floor | p50 ms | p99 ms | errors | CPU µs/req: server | database | generator |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
+            let ratio = self.floor_at(r.connections).map_or("?".to_string(), |f| {
+                format!("{:.1} %", 100.0 * r.rps / f.tps.max(f64::EPSILON))
+            });
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
                 r.route,
                 r.connections,
                 r.requests,
                 r.rps,
+                ratio,
                 ms(r.latency.p50),
                 ms(r.latency.p99),
-                r.errors
+                r.errors,
+                r.cpu.server_us,
+                r.cpu.database_us,
+                r.cpu.generator_us,
             );
         }
-        if !self.floors.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| floor (same cluster, same run) | clients | tx/s | latency avg ms |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|");
+        for f in &self.floors {
             let _ = writeln!(
                 out,
-                "\n| `GET /v1/users/me` vs the database floor | connections | API req/s | pgbench tx/s (same 2 queries) | pgbench latency avg ms | API / floor |"
+                "| read: `pgbench -M prepared`, one users primary-key lookup | {} | {:.0} | {:.2} |",
+                f.clients, f.tps, f.latency_avg_ms
             );
-            let _ = writeln!(out, "|---|---|---|---|---|---|");
-            for f in &self.floors {
-                let api = self
-                    .rows
-                    .iter()
-                    .find(|r| r.route == "GET /v1/users/me" && r.connections == f.connections)
-                    .map_or(0.0, |r| r.rps);
-                let _ = writeln!(
-                    out,
-                    "| | {} | {:.0} | {:.0} | {:.2} | {:.0} % |",
-                    f.connections,
-                    api,
-                    f.tps,
-                    f.latency_avg_ms,
-                    100.0 * api / f.tps.max(f64::EPSILON)
-                );
-            }
+        }
+        if let Some(f) = &self.write_floor {
+            let _ = writeln!(
+                out,
+                "| write: `pgbench -M prepared -N` (scale 1) | {} | {:.0} | {:.2} |",
+                f.clients, f.tps, f.latency_avg_ms
+            );
+        }
+        let cores = cores();
+        let _ = writeln!(
+            out,
+            "\nRS256 signature: {:.0} µs on one core. Argon2id verification: {:.1} ms on one core, \
+             so logins are bound by {:.0} req/s on {cores:.0} cores.",
+            self.rs256_sign_us,
+            self.argon2_verify_ms,
+            cores * 1e3 / self.argon2_verify_ms.max(f64::EPSILON)
+        );
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.route == "POST /v1/auth/refresh")
+        {
+            let bound = cores * 1e6 / (self.rs256_sign_us + r.cpu.database_us).max(f64::EPSILON);
+            let _ = writeln!(
+                out,
+                "Refresh at {} connections: bound {:.0} req/s = {cores:.0} cores ÷ ({:.0} µs signing + {:.0} µs database CPU per refresh); measured {:.0} ({:.0} % of the bound).",
+                r.connections,
+                bound,
+                self.rs256_sign_us,
+                r.cpu.database_us,
+                r.rps,
+                100.0 * r.rps / bound
+            );
+        }
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.route == "POST /v1/auth/login")
+        {
+            let bound = cores * 1e3 / self.argon2_verify_ms.max(f64::EPSILON);
+            let _ = writeln!(
+                out,
+                "Login at {} connections: {:.0} req/s, {:.0} % of the Argon2id bound.",
+                r.connections,
+                r.rps,
+                100.0 * r.rps / bound
+            );
         }
         out
     }

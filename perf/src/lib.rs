@@ -11,6 +11,8 @@
 
 pub mod cleanup_scale;
 pub mod client;
+pub mod cpu;
+pub mod floor;
 pub mod http_bench;
 pub mod indexes;
 pub mod load;

@@ -4,7 +4,8 @@
 //! perf seed --users N [--cleanup-backlog]     DATABASE_URL: the database to fill
 //! perf queries --samples N [--out FILE]       query classes through the data layer
 //! perf cleanup [--out FILE]                   the cleanup job at scale
-//! perf http --url URL [--seconds S]         HTTP routes at 32 and 64 connections + pgbench floor
+//! perf http --url URL [--seconds S] [--routes R1,R2] [--label L] [--server-process NAME]
+//!                                             HTTP routes at 32 and 64 connections, the floors
 //! perf indexes                              pg_stat_user_indexes as a table
 //! perf token --url URL                      register an admin, print its access token
 //! perf load --url URL --connections C --seconds S [--out FILE]
@@ -102,11 +103,17 @@ async fn run(args: Vec<String>) -> Result<()> {
             let url = flag(&args, "--url").context("--url is required")?;
             let database_url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
             let pool = pool().await?;
-            let seconds = std::time::Duration::from_secs(number(&args, "--seconds", 10)?);
-            let counts = [32, 64];
+            let plan = perf::http_bench::Plan {
+                connection_counts: vec![32, 64],
+                duration: std::time::Duration::from_secs(number(&args, "--seconds", 10)?),
+                routes: flag(&args, "--routes")
+                    .map(|r| r.split(',').map(|s| s.trim().to_string()).collect())
+                    .unwrap_or_default(),
+                server_process: flag(&args, "--server-process").unwrap_or_else(|| "local".into()),
+            };
             let client = perf::client::Client::new(&url);
-            let mut report = perf::http_bench::run(&client, &pool, &counts, seconds).await?;
-            report.floors = perf::http_bench::floor(&pool, &database_url, &counts, seconds).await?;
+            let mut report = perf::http_bench::run(&client, &pool, &database_url, &plan).await?;
+            report.label = flag(&args, "--label").unwrap_or_default();
             write_out(&args, &report.markdown())
         }
         Some("indexes") => {

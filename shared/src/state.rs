@@ -6,6 +6,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::security::role_catalog::RoleCatalog;
 use crate::security::{JwtKeys, PasswordHasher};
 
 /// Shared by every request of a container; cheap to clone.
@@ -15,6 +16,8 @@ pub struct AppState {
     pub db: Db,
     pub cache: Option<Cache>,
     pub keys: Arc<JwtKeys>,
+    /// The roles' names and permissions, kept current by version.
+    pub roles: RoleCatalog,
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
 }
@@ -58,6 +61,7 @@ impl AppState {
         let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
         Ok(Self {
             config: Arc::new(config),
+            roles: RoleCatalog::new(db.write.clone()),
             db,
             cache,
             keys: Arc::new(keys),

@@ -1,6 +1,7 @@
 //! A smoke run of the HTTP benchmark (`cargo xtask bench`, section 2) on a
 //! small seeded database, so its code cannot rot: every route answers as the
-//! benchmark expects and pgbench runs the floor script.
+//! benchmark expects, pgbench runs both floors, and the CPU per request is
+//! measured.
 
 use std::time::Duration;
 
@@ -35,7 +36,16 @@ async fn the_http_benchmark_runs_every_route_without_errors(pool: PgPool) {
         ],
     );
     let client = Client::new(&app.serve().await);
-    let report = perf::http_bench::run(&client, &pool, &[2], Duration::from_millis(400))
+    let url = tests::database_url(&pool);
+    let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let plan = perf::http_bench::Plan {
+        connection_counts: vec![2],
+        duration: Duration::from_millis(400),
+        routes: Vec::new(),
+        // The server runs in this process.
+        server_process: name.trim().to_string(),
+    };
+    let report = perf::http_bench::run(&client, &pool, &url, &plan)
         .await
         .unwrap();
     let routes: Vec<&str> = report.rows.iter().map(|r| r.route).collect();
@@ -45,27 +55,33 @@ async fn the_http_benchmark_runs_every_route_without_errors(pool: PgPool) {
             "GET /v1/users/me",
             "GET /v1/users?q=",
             "GET /v1/admin/users",
+            "POST /v1/auth/login",
             "POST /v1/auth/refresh",
-            "POST /v1/auth/login"
         ]
     );
     for row in &report.rows {
         assert!(row.requests > 0, "{}: no requests", row.route);
         assert_eq!(row.errors, 0, "{}: {} errors", row.route, row.errors);
         assert!(row.latency.p50 > Duration::ZERO);
+        assert!(row.cpu.server_us > 0.0, "{}: {:?}", row.route, row.cpu);
     }
+    assert_eq!(report.floors.len(), 1);
+    assert!(report.floors[0].tps > 0.0, "{:?}", report.floors);
+    assert!(report.write_floor.as_ref().is_some_and(|f| f.tps > 0.0));
+    assert!(report.rs256_sign_us > 0.0 && report.argon2_verify_ms > 0.0);
+    let text = report.markdown();
+    assert!(text.contains("| GET /v1/users/me | 2 |"), "{text}");
+    assert!(text.contains("/ read floor"), "{text}");
+    assert!(text.contains("Refresh at 2 connections: bound"), "{text}");
 
-    let url = tests::database_url(&pool);
-    let floors = perf::http_bench::floor(&pool, &url, &[2], Duration::from_secs(1))
+    // Only the routes asked for.
+    let plan = perf::http_bench::Plan {
+        routes: vec!["POST /v1/auth/refresh".into()],
+        ..plan
+    };
+    let report = perf::http_bench::run(&client, &pool, &url, &plan)
         .await
         .unwrap();
-    assert_eq!(floors.len(), 1);
-    assert!(floors[0].tps > 0.0, "{floors:?}");
-    let text = perf::http_bench::HttpReport {
-        rows: report.rows,
-        floors,
-    }
-    .markdown();
-    assert!(text.contains("| GET /v1/users/me | 2 |"), "{text}");
-    assert!(text.contains("API / floor"), "{text}");
+    let routes: Vec<&str> = report.rows.iter().map(|r| r.route).collect();
+    assert_eq!(routes, ["POST /v1/auth/refresh"]);
 }

@@ -1,10 +1,8 @@
 SELECT u.*,
-       ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-             WHERE ur.user_id = u.id ORDER BY r.name)::text[] AS roles,
-       ARRAY(SELECT DISTINCT p FROM user_roles ur
-             JOIN roles r ON r.id = ur.role_id,
-             jsonb_array_elements_text(r.permissions) p
-             WHERE ur.user_id = u.id)::text[] AS permissions,
+       -- Filled from the role catalog (shared/src/security/roles.rs).
+       '{}'::text[] AS roles,
+       ARRAY(SELECT role_id FROM user_roles ur WHERE ur.user_id = u.id) AS role_ids,
+       (SELECT version FROM role_catalog) AS roles_version,
        EXISTS (SELECT 1 FROM refresh_tokens t
                WHERE t.session_id = $2 AND t.user_id = u.id
                  AND t.revoked_at IS NULL AND t.expires_at > now()

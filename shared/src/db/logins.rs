@@ -93,24 +93,6 @@ pub async fn lock_for_login(
     .await
 }
 
-/// The status of a user, with a share lock on its row for the rest of the
-/// transaction (a refresh: revocations lock the row exclusively first, so
-/// a rotation and a revocation of the same user serialise). `None`: no
-/// such user; the flag says whether it is soft-deleted.
-pub async fn lock_for_refresh(
-    conn: impl PgExecutor<'_>,
-    id: Uuid,
-) -> sqlx::Result<Option<(UserStatus, bool)>> {
-    let row = sqlx::query!(
-        r#"SELECT status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!"
-           FROM users WHERE id = $1 FOR SHARE"#,
-        id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| (r.status, r.deleted)))
-}
-
 /// Records a successful login: stamps `last_login_at` and stores a
 /// re-hashed password when given one. The attempt count is cleared by
 /// [`clear_attempts`] first.

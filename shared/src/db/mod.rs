@@ -18,6 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::config::{Config, ConfigError};
 
+/// A pooled connection idle at least this long is pinged before use.
+const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The database role of the auth, users and admin functions (created by the
 /// migrations; it cannot alter the audit trail).
 pub const APP_ROLE: &str = "user_management_app";
@@ -69,6 +72,20 @@ impl Db {
                 config.db_statement_timeout.as_millis().to_string(),
             )]);
         Ok(PgPoolOptions::new()
+            // sqlx pings every connection it hands out by default: a second
+            // round trip per query. A connection used in the last few seconds
+            // is alive; one idle longer may have been closed by RDS Proxy, a
+            // firewall or a restart, so it is pinged first (a failed ping
+            // closes it and the pool takes or opens another).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_WHEN_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .max_connections(config.db_max_connections)
             .min_connections(0)
             .acquire_timeout(config.db_connect_timeout)

@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use crate::domain::UserStatus;
+use crate::domain::user::User;
+
 /// A stored refresh token.
 #[derive(Debug, Clone)]
 pub struct RefreshToken {
@@ -68,33 +71,76 @@ pub async fn find_by_hash(
     .await
 }
 
-/// Revokes token `id` for rotation if it is still live: the atomic step that
-/// lets exactly one of several concurrent refreshes win.
-pub async fn claim_for_rotation(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let claimed = sqlx::query!(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
-        id
-    )
-    .execute(conn)
-    .await?;
-    Ok(claimed.rows_affected() == 1)
+/// The SQL of [`rotate`] (for `EXPLAIN` and benchmarks).
+pub const ROTATE_SQL: &str = include_str!("../../queries/sessions/rotate.sql");
+
+/// A refresh as [`rotate`] makes it: the presented token, the device it
+/// must come from, and the successor to store when it may be spent.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    pub presented_hash: &'a str,
+    pub fingerprint: Option<&'a str>,
+    /// The statuses whose users may still refresh.
+    pub may_log_in: &'a [UserStatus],
+    pub successor_id: Uuid,
+    pub successor_hash: &'a str,
+    pub ttl_days: i32,
+    pub ip: Option<String>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: &'a str,
 }
 
-/// Links a rotated token to its successor.
-pub async fn set_successor(
-    conn: impl PgExecutor<'_>,
-    id: Uuid,
-    successor: Uuid,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE refresh_tokens SET replaced_by = $2 WHERE id = $1",
-        id,
-        successor
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What [`rotate`] found: the presented token's row, its user, and the
+/// successor's expiry when the token was spent by this call.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Rotated {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub token_id: Uuid,
+    pub token_session_id: Uuid,
+    pub token_expires_at: DateTime<Utc>,
+    pub token_session_expires_at: DateTime<Utc>,
+    pub token_revoked_at: Option<DateTime<Utc>>,
+    pub token_replaced_by: Option<Uuid>,
+    pub token_device_fingerprint: Option<String>,
+    pub successor_expires_at: Option<DateTime<Utc>>,
+}
+
+impl Rotated {
+    /// The presented token as it was before this call.
+    pub fn token(&self) -> RefreshToken {
+        RefreshToken {
+            id: self.token_id,
+            user_id: self.user.id,
+            session_id: self.token_session_id,
+            expires_at: self.token_expires_at,
+            session_expires_at: self.token_session_expires_at,
+            revoked_at: self.token_revoked_at,
+            replaced_by: self.token_replaced_by,
+            device_fingerprint: self.token_device_fingerprint.clone(),
+        }
+    }
+}
+
+/// Rotates a refresh token in one statement (queries/sessions/rotate.sql):
+/// the token is spent, its successor and the audit row are stored, and the
+/// user row is share-locked, all in one implicit transaction, when the
+/// token is live, from its device, and its user may log in. `None` for an
+/// unknown token. (A runtime query: `#[sqlx(flatten)]` hides the row from
+/// the compile-time check; the refresh tests cover it.)
+pub async fn rotate(conn: impl PgExecutor<'_>, r: &Rotation<'_>) -> sqlx::Result<Option<Rotated>> {
+    sqlx::query_as(ROTATE_SQL)
+        .bind(r.presented_hash)
+        .bind(r.successor_id)
+        .bind(r.successor_hash)
+        .bind(r.ttl_days)
+        .bind(r.ip.as_deref())
+        .bind(r.user_agent)
+        .bind(r.fingerprint)
+        .bind(r.may_log_in)
+        .bind(r.request_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Takes the user's row lock for the rest of the transaction before a

@@ -139,7 +139,10 @@ pub async fn mark_email_verified(
 pub struct Caller {
     pub status: UserStatus,
     pub deleted: bool,
-    pub permissions: Vec<String>,
+    /// The caller's roles, named by the role catalog at `roles_version`
+    /// (`security::role_catalog`).
+    pub role_ids: Vec<Uuid>,
+    pub roles_version: i64,
     /// Is the session named by the access token still live (a live,
     /// unexpired refresh token within the session's absolute lifetime)?
     pub session_live: bool,
@@ -148,7 +151,7 @@ pub struct Caller {
 /// The SQL of [`caller`] (for `EXPLAIN` and benchmarks).
 pub const CALLER_SQL: &str = include_str!("../../queries/users/caller.sql");
 
-/// The caller's status, permissions and whether session `session_id` is
+/// The caller's status, role ids and whether session `session_id` is
 /// live, in one statement (one round trip per authenticated request).
 /// PostgreSQL is the only place revocations live, so none can be forgotten.
 pub async fn caller(
@@ -165,9 +168,11 @@ pub async fn caller(
 /// caller themself authorise and answer with one statement.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CallerRow {
+    /// With no role names: the caller fills them from the role catalog.
     #[sqlx(flatten)]
     pub user: User,
-    pub permissions: Vec<String>,
+    pub role_ids: Vec<Uuid>,
+    pub roles_version: i64,
     pub session_live: bool,
 }
 

@@ -20,6 +20,22 @@ pub enum UserStatus {
 }
 
 impl UserStatus {
+    pub const ALL: [UserStatus; 5] = [
+        Self::PendingVerification,
+        Self::Active,
+        Self::Inactive,
+        Self::Suspended,
+        Self::Deleted,
+    ];
+
+    /// The statuses that may log in (given the verified-e-mail policy).
+    pub fn allowed_to_log_in(require_verified_email: bool) -> Vec<UserStatus> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| s.may_log_in(require_verified_email))
+            .collect()
+    }
+
     /// May a user in this status log in (given the verified-e-mail policy)?
     pub fn may_log_in(self, require_verified_email: bool) -> bool {
         match self {

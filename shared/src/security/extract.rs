@@ -1,7 +1,9 @@
 //! `AuthUser`: the one authorisation mechanism. Verifies the bearer access
-//! token, then reads the caller's status, permissions and whether the
-//! session is still live in one statement on every request, so suspensions,
-//! role changes and revocations apply at once (docs/security.md). `Me` is
+//! token, then reads the caller's status, role ids and whether the session
+//! is still live in one statement on every request, and the roles'
+//! permissions from the role catalog at the version that statement saw, so
+//! suspensions, role changes and revocations apply at once
+//! (docs/security.md). `Me` is
 //! the same with the caller's own row in that statement, for the routes
 //! about the caller themself.
 
@@ -108,11 +110,12 @@ impl FromRequestParts<AppState> for AuthUser {
             .await?
             .ok_or(Error::Unauthorized)?;
         admit(state, caller.deleted, caller.status, caller.session_live)?;
+        let roles = state.roles.at(caller.roles_version).await?;
         Ok(Self {
             user_id: claims.sub,
             session_id: claims.sid,
             status: caller.status,
-            permissions: caller.permissions,
+            permissions: roles.permissions(&caller.role_ids),
         })
     }
 }
@@ -140,14 +143,17 @@ impl FromRequestParts<AppState> for Me {
             row.user.status,
             row.session_live,
         )?;
+        let roles = state.roles.at(row.roles_version).await?;
+        let mut user = row.user;
+        user.roles = roles.names(&row.role_ids);
         Ok(Self {
             auth: AuthUser {
                 user_id: claims.sub,
                 session_id: claims.sid,
-                status: row.user.status,
-                permissions: row.permissions,
+                status: user.status,
+                permissions: roles.permissions(&row.role_ids),
             },
-            user: row.user,
+            user,
         })
     }
 }

@@ -3,20 +3,22 @@
 //! OpenID discovery documents are built once, at start.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::rsa::PublicKeyComponents;
 use rsa::RsaPrivateKey;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rsa::traits::PublicKeyParts;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use super::jwt_crypto;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +46,16 @@ pub struct JwtKeys {
     audience: String,
     ttl: Duration,
     jwks: Value,
+    verified: Mutex<HashMap<Box<str>, Claims>>,
 }
+
+/// How many verified tokens are remembered: about 1 MB at most. A client
+/// calls with the same access token until it expires, so the signature
+/// check is done once per token and process, not once per request.
+const VERIFIED_CAPACITY: usize = 1024;
+
+/// Leeway on `exp`, in seconds (clock skew between issuers and verifiers).
+const LEEWAY_SECS: u64 = 5;
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,24 +74,26 @@ pub fn generate_private_key_pem() -> anyhow::Result<SecretString> {
 }
 
 impl JwtKeys {
-    /// Loads PEM private keys (PKCS#8 or PKCS#1); the last one signs.
+    /// Loads PEM private keys (PKCS#8 or PKCS#1, 2048 to 8192 bits); the
+    /// last one signs.
     pub fn new(
         pems: &[SecretString],
         issuer: &str,
         audience: &str,
         ttl: Duration,
     ) -> anyhow::Result<Self> {
+        jwt_crypto::install();
         let mut decoding = HashMap::new();
         let mut jwks = Vec::new();
         let mut signing = None;
         for pem in pems {
-            let pem = pem.expose_secret();
-            let key = RsaPrivateKey::from_pkcs8_pem(pem)
-                .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
-                .map_err(|_| anyhow::anyhow!("a JWT private key is not an RSA PEM key"))?;
-            let public = key.to_public_key();
-            let n = public.n().to_bytes_be();
-            let e = public.e().to_bytes_be();
+            let not_rsa = |_| anyhow::anyhow!("a JWT private key is not an RSA PEM key");
+            let encoding = EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+                .map_err(not_rsa)?;
+            let pair = jwt_crypto::key_pair(encoding.as_bytes()).map_err(|_| {
+                anyhow::anyhow!("a JWT private key is not an RSA key of 2048 to 8192 bits")
+            })?;
+            let PublicKeyComponents { n, e } = PublicKeyComponents::<Vec<u8>>::from(pair.public());
             let kid = {
                 let mut digest = Sha256::new();
                 digest.update(&n);
@@ -92,10 +105,7 @@ impl JwtKeys {
                 "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
                 "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(&e),
             }));
-            signing = Some(SigningKey {
-                kid,
-                encoding: EncodingKey::from_rsa_pem(pem.as_bytes())?,
-            });
+            signing = Some(SigningKey { kid, encoding });
         }
         let signing = signing.ok_or_else(|| {
             anyhow::anyhow!("no JWT signing key: set JWT_PRIVATE_KEY_PEM or JWT_SECRET_ARN")
@@ -104,7 +114,7 @@ impl JwtKeys {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         Ok(Self {
             signing,
             decoding,
@@ -113,6 +123,7 @@ impl JwtKeys {
             audience: audience.to_string(),
             ttl,
             jwks: json!({ "keys": jwks }),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -138,15 +149,37 @@ impl JwtKeys {
     }
 
     /// Verifies signature, `kid`, algorithm, `iss`, `aud` and expiry.
+    /// A token verified before is looked up, not verified again: the
+    /// keys, issuer and audience are fixed for the process, so only its
+    /// expiry can have changed, and that is checked on every call.
     pub fn verify(&self, token: &str) -> Option<Claims> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let unexpired = |c: &Claims| u64::try_from(c.exp).is_ok_and(|exp| exp + LEEWAY_SECS >= now);
+        let remembered = self.remembered().get(token).cloned();
+        if let Some(claims) = remembered {
+            return unexpired(&claims).then_some(claims);
+        }
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::RS256 {
             return None;
         }
         let key = self.decoding.get(header.kid.as_deref()?)?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .ok()?
+            .claims;
+        let mut verified = self.remembered();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, c| unexpired(c));
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), claims.clone());
+        Some(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Claims>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The access-token lifetime.

@@ -3,10 +3,12 @@
 
 pub mod extract;
 pub mod jwt;
+pub mod jwt_crypto;
 pub mod lockout;
 pub mod opaque;
 pub mod passwords;
 pub mod rate_limit;
+pub mod role_catalog;
 
 pub use extract::{AuthUser, Authorized, Me, Permission, holds_all, perm};
 pub use jwt::JwtKeys;

@@ -1,7 +1,7 @@
 //! The life of a session, apart from HTTP: logging in ([`log_in`]: the
 //! lockout, the password check, the row lock a concurrent reset also takes),
-//! the token pair a session is issued ([`issue`], the one builder of refresh
-//! tokens), rotation with reuse detection ([`rotate`]), logout ([`end`]),
+//! the first token pair of a session ([`start`]), rotation with reuse
+//! detection in one statement ([`rotate`]), logout ([`end`]),
 //! and the step-up check of sensitive changes ([`confirm_password`],
 //! [`step_up`]). The `/v1/auth` and `/v1/users/me` handlers parse the
 //! request, call one of these and shape the answer; tests call them directly.
@@ -43,22 +43,22 @@ struct SessionOf {
     expires_at: DateTime<Utc>,
 }
 
-/// The one builder of refresh tokens: a new opaque token of `session`,
-/// stored by its hash, living `REFRESH_TOKEN_TTL_DAYS` but never past the
-/// session's end, and an access token for the same session. Returns the
-/// pair and the new row's id.
+/// A new opaque refresh token of `session`, stored by its hash, living
+/// `REFRESH_TOKEN_TTL_DAYS` but never past the session's end, and an access
+/// token for the same session. (A rotation stores its successor under the
+/// same rules in its own statement, queries/sessions/rotate.sql.)
 async fn issue(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     session: &SessionOf,
     meta: &RequestMeta,
     fingerprint: Option<&str>,
-) -> Result<(Issued, Uuid)> {
+) -> Result<Issued> {
     let now = Utc::now();
     let ttl = Duration::days(i64::from(state.config.refresh_token_ttl_days));
     let expires_at = (now + ttl).min(session.expires_at);
     let refresh_token = opaque::generate();
-    let id = sessions::insert(
+    sessions::insert(
         &mut *conn,
         &sessions::NewRefreshToken {
             user_id: session.user_id,
@@ -82,7 +82,7 @@ async fn issue(
         refresh_expires_in: (expires_at - now).num_seconds().max(0),
         session_id: session.session_id,
     };
-    Ok((issued, id))
+    Ok(issued)
 }
 
 /// Starts a session of `user_id` in `conn`'s transaction: a new session id,
@@ -99,5 +99,5 @@ async fn start(
         session_id: Uuid::now_v7(),
         expires_at: Utc::now() + Duration::days(i64::from(state.config.session_max_days)),
     };
-    Ok(issue(state, conn, &session, meta, fingerprint).await?.0)
+    issue(state, conn, &session, meta, fingerprint).await
 }

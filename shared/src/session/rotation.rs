@@ -2,10 +2,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
+use uuid::Uuid;
 
-use super::{Issued, SessionOf, issue};
+use super::Issued;
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
-use crate::db::{logins, one_time_tokens, sessions, users};
+use crate::db::{one_time_tokens, sessions};
+use crate::domain::UserStatus;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
 use crate::http::RequestMeta;
@@ -25,57 +27,75 @@ pub async fn rotate(
     refresh_token: &str,
     fingerprint: Option<&str>,
 ) -> Result<(Issued, User)> {
-    let token = sessions::find_by_hash(&state.db.write, &opaque::hash(refresh_token))
+    let successor = opaque::generate();
+    let may_log_in = UserStatus::allowed_to_log_in(state.config.require_verified_email);
+    let rotation = sessions::Rotation {
+        presented_hash: &opaque::hash(refresh_token),
+        fingerprint,
+        may_log_in: &may_log_in,
+        successor_id: Uuid::now_v7(),
+        successor_hash: &opaque::hash(&successor),
+        ttl_days: i32::try_from(state.config.refresh_token_ttl_days).unwrap_or(i32::MAX),
+        ip: meta.ip.map(|ip| ip.to_string()),
+        user_agent: meta.user_agent.as_deref(),
+        request_id: &meta.request_id,
+    };
+    let found = sessions::rotate(&state.db.write, &rotation)
         .await?
         .ok_or(Error::RefreshTokenInvalid)?;
-    let ctx = meta.audit(None);
+    let token = found.token();
+    let Some(expires_at) = found.successor_expires_at else {
+        // Not spent: say why, in the order of the checks.
+        return Err(refusal(state, meta, &token, &found.user, fingerprint).await);
+    };
+    let access_token = state
+        .keys
+        .issue(token.user_id, token.session_id)
+        .map_err(Error::Internal)?;
+    metrics::count(Event::Refresh);
+    let issued = Issued {
+        access_token,
+        refresh_token: successor,
+        refresh_expires_in: (expires_at - Utc::now()).num_seconds().max(0),
+        session_id: token.session_id,
+    };
+    Ok((issued, found.user))
+}
+
+/// Why [`rotate`] spent nothing: a rotated token past the grace window ends
+/// its session (reuse); a spent, expired or foreign-device token, or one
+/// whose user is gone, is invalid; a user who may no longer log in is 403;
+/// and a live token another refresh spent first lost the race.
+async fn refusal(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &sessions::RefreshToken,
+    user: &User,
+    fingerprint: Option<&str>,
+) -> Error {
     let now = Utc::now();
     if token.revoked_at.is_some() {
-        if reused(state, &token, now) {
-            revoke_reused(state, &ctx, &token).await?;
-            return Err(Error::RefreshTokenReused);
+        if reused(state, token, now) {
+            if let Err(err) = revoke_reused(state, &meta.audit(None), token).await {
+                return err;
+            }
+            return Error::RefreshTokenReused;
         }
-        return Err(Error::RefreshTokenInvalid);
+        return Error::RefreshTokenInvalid;
     }
     if token.expires_at <= now || token.session_expires_at <= now {
-        return Err(Error::RefreshTokenInvalid);
+        return Error::RefreshTokenInvalid;
     }
     if token.device_fingerprint.is_some() && token.device_fingerprint.as_deref() != fingerprint {
-        return Err(Error::RefreshTokenInvalid);
+        return Error::RefreshTokenInvalid;
     }
-    let user = users::find_live(&state.db.write, token.user_id)
-        .await?
-        .ok_or(Error::RefreshTokenInvalid)?;
+    if user.deleted_at.is_some() {
+        return Error::RefreshTokenInvalid;
+    }
     if !user.status.may_log_in(state.config.require_verified_email) {
-        return Err(Error::AccountDisabled);
+        return Error::AccountDisabled;
     }
-
-    let mut tx = state.db.write.begin().await?;
-    // Share-locks the user row: a revocation of this user (which locks it
-    // exclusively) either ran before, and the claim below fails, or waits
-    // and then revokes the successor too.
-    match logins::lock_for_refresh(&mut *tx, user.id).await? {
-        Some((_, false)) => {}
-        _ => return Err(Error::RefreshTokenInvalid),
-    }
-    if !sessions::claim_for_rotation(&mut *tx, token.id).await? {
-        // Another refresh of the same token won the race.
-        return Err(Error::RefreshTokenInvalid);
-    }
-    let session = SessionOf {
-        user_id: user.id,
-        session_id: token.session_id,
-        expires_at: token.session_expires_at,
-    };
-    let fingerprint = token.device_fingerprint.as_deref();
-    let (issued, successor) = issue(state, &mut tx, &session, meta, fingerprint).await?;
-    sessions::set_successor(&mut *tx, token.id, successor).await?;
-    let mut event = AuditEvent::about_user(AuditAction::TokenRefreshed, Some(user.id));
-    event.new_values = Some(json!({"session_id": token.session_id}));
-    audit::record(&mut *tx, &ctx, &event).await?;
-    tx.commit().await?;
-    metrics::count(Event::Refresh);
-    Ok((issued, user))
+    Error::RefreshTokenInvalid
 }
 
 /// Logs out with `refresh_token`: its session ends, or every session of

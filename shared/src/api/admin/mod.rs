@@ -86,7 +86,11 @@ async fn begin_change<P: Permission>(
     if !now.session_live {
         return Err(Error::Unauthorized);
     }
-    caller.permissions = now.permissions;
+    caller.permissions = state
+        .roles
+        .at(now.roles_version)
+        .await?
+        .permissions(&now.role_ids);
     caller.require(P::NAME)?;
     db::audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
     Ok(tx)

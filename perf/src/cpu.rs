@@ -1,0 +1,107 @@
+//! Where a benchmark's cycles went: the CPU time of processes by name, read
+//! from `/proc` (Linux), sampled before and after each measured route.
+
+/// `/proc/<pid>/stat` counts in USER_HZ, which is 100 on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User + system CPU of one `/proc/<pid>/stat` line, and its command name.
+fn parse_stat(line: &str) -> Option<(&str, f64)> {
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let comm = line.get(open + 1..close)?;
+    let fields: Vec<&str> = line.get(close + 2..)?.split_whitespace().collect();
+    // After comm: state is field 0, utime 11, stime 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / TICKS_PER_SECOND))
+}
+
+/// The CPU seconds used so far by every process named `comm` (all threads).
+pub fn seconds_of(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|line| {
+            parse_stat(&line)
+                .filter(|(c, _)| *c == comm)
+                .map(|(_, s)| s)
+        })
+        .sum()
+}
+
+/// The CPU seconds this process used so far.
+pub fn own_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|line| parse_stat(&line).map(|(_, s)| s))
+        .unwrap_or(0.0)
+}
+
+/// CPU of the server, the database and the load generator, at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    server: f64,
+    database: f64,
+    generator: f64,
+}
+
+/// CPU per request over a measured interval, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerRequest {
+    pub server_us: f64,
+    pub database_us: f64,
+    pub generator_us: f64,
+}
+
+impl Sample {
+    /// Now, with the server process named `server`.
+    pub fn take(server: &str) -> Self {
+        Self {
+            server: seconds_of(server),
+            database: seconds_of("postgres"),
+            generator: own_seconds(),
+        }
+    }
+
+    /// The CPU per request between `self` and `later`.
+    pub fn per_request(&self, later: &Sample, requests: u64) -> PerRequest {
+        let per = |a: f64, b: f64| (b - a).max(0.0) * 1e6 / requests.max(1) as f64;
+        PerRequest {
+            server_us: per(self.server, later.server),
+            database_us: per(self.database, later.database),
+            generator_us: per(self.generator, later.generator),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_stat_line_gives_its_name_and_cpu() {
+        let line = "4242 (tokio (rt) 1) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0 100 0 0";
+        let (comm, secs) = parse_stat(line).unwrap();
+        assert_eq!(comm, "tokio (rt) 1");
+        assert!((secs - 3.0).abs() < 1e-9, "{secs}");
+    }
+
+    #[test]
+    fn this_process_is_found_by_name() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {}
+        assert!(own_seconds() > 0.0);
+        let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(seconds_of(name.trim()) >= own_seconds() * 0.5);
+    }
+}
