@@ -185,3 +185,37 @@ async fn postgres_stopped_under_a_running_server_is_503_then_served_again() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The pools do not ping a connection on every use (a round trip per
+/// query), only one idle for a while: so a connection the database dropped
+/// while it was idle (a restart, RDS Proxy's idle timeout) is found dead
+/// and replaced before a request runs on it.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_connection_dropped_while_idle_is_replaced_unseen(pool: PgPool) {
+    let url = tests::database_url(&pool);
+    let config = tests::test_config(&[("DATABASE_URL", &url), ("DB_MAX_CONNECTIONS", "1")]);
+    let state = shared::AppState::from_config(config).unwrap();
+    let app = TestApp::from_router(shared::api::app(state));
+    let setup = TestApp::new(pool.clone());
+    let alice = setup.register("alice").await;
+    let login = || {
+        app.post(
+            "/v1/auth/login",
+            json!({"login": "alice", "password": alice.password}),
+        )
+    };
+    assert_eq!(login().await.status, 200);
+
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND application_name = 'user-management-api') t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dropped, 1, "the app's one connection");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let again = login().await;
+    assert_eq!(again.status, 200, "{}", again.body);
+}

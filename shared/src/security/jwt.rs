@@ -88,8 +88,8 @@ impl JwtKeys {
         let mut signing = None;
         for pem in pems {
             let not_rsa = |_| anyhow::anyhow!("a JWT private key is not an RSA PEM key");
-            let encoding = EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
-                .map_err(not_rsa)?;
+            let encoding =
+                EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).map_err(not_rsa)?;
             let pair = jwt_crypto::key_pair(encoding.as_bytes()).map_err(|_| {
                 anyhow::anyhow!("a JWT private key is not an RSA key of 2048 to 8192 bits")
             })?;
@@ -153,7 +153,12 @@ impl JwtKeys {
     /// keys, issuer and audience are fixed for the process, so only its
     /// expiry can have changed, and that is checked on every call.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        let now = jsonwebtoken::get_current_timestamp();
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`Self::verify`] at `now` (seconds since the epoch) for remembered
+    /// tokens; a token verified anew is checked against the clock.
+    fn verify_at(&self, token: &str, now: u64) -> Option<Claims> {
         let unexpired = |c: &Claims| u64::try_from(c.exp).is_ok_and(|exp| exp + LEEWAY_SECS >= now);
         let remembered = self.remembered().get(token).cloned();
         if let Some(claims) = remembered {
@@ -194,5 +199,58 @@ impl JwtKeys {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        let pem = generate_private_key_pem().unwrap();
+        JwtKeys::new(
+            &[pem],
+            "https://issuer.test",
+            "api",
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let keys = keys();
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!(keys.remembered().len(), 1);
+        let exp = u64::try_from(claims.exp).unwrap();
+        assert!(keys.verify_at(&token, exp + LEEWAY_SECS).is_some());
+        assert!(keys.verify_at(&token, exp + LEEWAY_SECS + 1).is_none());
+    }
+
+    #[test]
+    fn only_verified_tokens_are_remembered_and_the_memory_is_bounded() {
+        let keys = keys();
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let (head, rest) = token.rsplit_once('.').unwrap();
+        let forged = format!("{head}.{}", rest.chars().rev().collect::<String>());
+        assert!(keys.verify(&forged).is_none());
+        assert!(keys.remembered().is_empty());
+        for _ in 0..VERIFIED_CAPACITY + 10 {
+            let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+            assert!(keys.verify(&token).is_some());
+        }
+        assert!(keys.remembered().len() <= VERIFIED_CAPACITY);
+    }
+
+    #[test]
+    fn other_algorithms_are_refused_by_the_provider() {
+        let keys = keys();
+        let header = Header::new(Algorithm::HS256);
+        let secret = EncodingKey::from_secret(b"secret");
+        assert!(jsonwebtoken::encode(&header, &json!({"sub": "x"}), &secret).is_err());
+        // And RS256 tokens round-trip through ring.
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        assert!(keys.verify(&token).is_some());
     }
 }

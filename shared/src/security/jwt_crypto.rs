@@ -28,7 +28,10 @@ pub fn install() {
 
 /// The key pairs parsed so far, by their PKCS#1 DER: a process holds one
 /// signing key (two or three during a rotation), so a scan is enough.
-static PARSED: Mutex<Vec<(Box<[u8]>, Arc<RsaKeyPair>)>> = Mutex::new(Vec::new());
+static PARSED: Mutex<Vec<Parsed>> = Mutex::new(Vec::new());
+
+/// A private key's DER and its parsed key pair.
+type Parsed = (Box<[u8]>, Arc<RsaKeyPair>);
 
 /// The parsed key pair of `der` (a PKCS#1 RSA private key).
 pub fn key_pair(der: &[u8]) -> Result<Arc<RsaKeyPair>> {
@@ -36,9 +39,9 @@ pub fn key_pair(der: &[u8]) -> Result<Arc<RsaKeyPair>> {
     if let Some((_, pair)) = parsed.iter().find(|(key, _)| **key == *der) {
         return Ok(Arc::clone(pair));
     }
-    let pair = Arc::new(RsaKeyPair::from_der(der).map_err(|_| ErrorKind::InvalidRsaKey(
-        "not an RSA private key ring accepts (2048 to 8192 bits)".into(),
-    ))?);
+    let pair = Arc::new(RsaKeyPair::from_der(der).map_err(|_| {
+        ErrorKind::InvalidRsaKey("not an RSA private key ring accepts (2048 to 8192 bits)".into())
+    })?);
     parsed.push((der.into(), Arc::clone(&pair)));
     Ok(pair)
 }

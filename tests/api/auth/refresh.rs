@@ -200,3 +200,58 @@ async fn unknown_refresh_tokens_are_invalid(pool: PgPool) {
         .await;
     assert_problem(&response, 401, "refresh_token_invalid");
 }
+
+/// The rotation statement (queries/sessions/rotate.sql) spends nothing for
+/// a user who may not log in or is gone, and says why in the contract's
+/// order; when it spends, the successor, the link and the audit row are
+/// there together.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_refresh_of_a_disabled_or_deleted_user_spends_nothing(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (user, pair) = app.signed_in("alice").await;
+    let token = refresh_token(&pair);
+    let set = |sql: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query(sql).bind(user.id).execute(&pool).await.unwrap();
+        }
+    };
+    let refresh = || app.post("/v1/auth/refresh", json!({"refresh_token": token}));
+
+    set("UPDATE users SET status = 'inactive' WHERE id = $1").await;
+    assert_problem(&refresh().await, 403, "account_disabled");
+    set("UPDATE users SET status = 'active', deleted_at = now() WHERE id = $1").await;
+    assert_problem(&refresh().await, 401, "refresh_token_invalid");
+    set("UPDATE users SET deleted_at = NULL WHERE id = $1").await;
+    let spent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NOT NULL",
+    )
+    .bind(user.id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(spent, 0, "the refusals spent nothing");
+
+    let rotated = refresh().await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let row: (Option<Uuid>, Uuid, Option<String>, i64) = sqlx::query_as(
+        "SELECT t.replaced_by, s.session_id, s.created_by_ip,
+                (SELECT count(*) FROM audit_logs a
+                 WHERE a.user_id = t.user_id AND a.action = 'token_refreshed'
+                   AND a.new_values->>'session_id' = t.session_id::text)
+         FROM refresh_tokens t JOIN refresh_tokens s ON s.id = t.replaced_by
+         WHERE t.token_hash = $1 AND s.session_id = t.session_id
+           AND s.token_hash = $2 AND s.revoked_at IS NULL",
+    )
+    .bind(shared::security::opaque::hash(&token))
+    .bind(shared::security::opaque::hash(&refresh_token(
+        &rotated.body,
+    )))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(row.0.is_some());
+    assert!(row.2.is_some(), "the successor records the client");
+    assert_eq!(row.3, 1, "one audit row");
+    assert_eq!(rotated.body["user"]["id"], json!(user.id));
+}
