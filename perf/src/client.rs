@@ -50,6 +50,11 @@ impl Client {
         }
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends one request without a body and returns only its status (the
     /// body is read and dropped unparsed: a load generator should cost little).
     pub async fn status(&self, method: Method, path: &str, bearer: &str) -> anyhow::Result<u16> {

@@ -46,6 +46,21 @@ pub fn own_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The CPU seconds of this process's children that have exited and been
+/// waited for (`cutime` + `cstime`).
+pub fn children_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|line| {
+            let close = line.rfind(')')?;
+            let fields: Vec<&str> = line.get(close + 2..)?.split_whitespace().collect();
+            let cutime: f64 = fields.get(13)?.parse().ok()?;
+            let cstime: f64 = fields.get(14)?.parse().ok()?;
+            Some((cutime + cstime) / TICKS_PER_SECOND)
+        })
+        .unwrap_or(0.0)
+}
+
 /// CPU of the server, the database and the load generator, at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {

@@ -27,6 +27,8 @@ pub struct HttpRow {
     pub rps: f64,
     pub latency: Summary,
     pub cpu: PerRequest,
+    /// "wrk" or "perf" (this crate's client).
+    pub generator: &'static str,
 }
 
 /// The figures and what they are measured against.
@@ -51,6 +53,8 @@ pub struct Plan {
     pub routes: Vec<String>,
     /// The server's process name, for its CPU time.
     pub server_process: String,
+    /// Drive the fixed-path read routes with wrk ([`crate::wrk`]).
+    pub wrk: bool,
 }
 
 /// What one connection sends, with the state it carries between requests.
@@ -167,6 +171,36 @@ async fn drive(client: &Client, scenarios: Vec<Scenario>, plan: &Plan) -> Result
         rps: requests as f64 / elapsed,
         latency: Summary::of(&mut samples),
         cpu,
+        generator: "perf",
+    })
+}
+
+/// One fixed-path GET route driven by wrk.
+async fn drive_wrk(
+    client: &Client,
+    route: &'static str,
+    path: &str,
+    tokens: &[String],
+    plan: &Plan,
+    connections: usize,
+) -> Result<HttpRow> {
+    let before = Sample::take(&plan.server_process);
+    let children = crate::cpu::children_seconds();
+    let run = crate::wrk::get(client.base(), path, tokens, connections, plan.duration).await?;
+    let mut cpu = before.per_request(&Sample::take(&plan.server_process), run.requests);
+    // wrk has exited and been waited for: its CPU is in this process's
+    // children's count.
+    cpu.generator_us =
+        (crate::cpu::children_seconds() - children) * 1e6 / run.requests.max(1) as f64;
+    Ok(HttpRow {
+        route,
+        connections,
+        requests: run.requests,
+        errors: run.errors,
+        rps: run.rps,
+        latency: run.latency,
+        cpu,
+        generator: "wrk",
     })
 }
 
@@ -240,29 +274,22 @@ pub async fn run(
 
     let mut report = HttpReport::default();
     for &c in &plan.connection_counts {
-        let mut scenarios: Vec<Vec<Scenario>> = Vec::new();
-        scenarios.push(
+        let scenarios: Vec<Vec<Scenario>> = vec![
             pairs[..c]
                 .iter()
                 .map(|p| field(p, "access_token").map(|token| Scenario::Me { token }))
                 .collect::<Result<_>>()?,
-        );
-        scenarios.push(
             (0..c)
                 .map(|_| Scenario::Search {
                     token: admin.clone(),
                     terms: terms.clone(),
                 })
                 .collect(),
-        );
-        scenarios.push(
             (0..c)
                 .map(|_| Scenario::AdminList {
                     token: admin.clone(),
                 })
                 .collect(),
-        );
-        scenarios.push(
             logins[..c]
                 .iter()
                 .map(|(name, _)| Scenario::Login {
@@ -270,10 +297,29 @@ pub async fn run(
                     password: password.to_string(),
                 })
                 .collect(),
-        );
+        ];
         for group in scenarios {
             if group.first().is_some_and(|s| wanted(s.route())) {
-                report.rows.push(drive(client, group, plan).await?);
+                let row = match (plan.wrk, group.first()) {
+                    (true, Some(Scenario::Me { .. })) => {
+                        let tokens = group
+                            .iter()
+                            .filter_map(|s| match s {
+                                Scenario::Me { token } => Some(token.clone()),
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>();
+                        drive_wrk(client, "GET /v1/users/me", "/v1/users/me", &tokens, plan, c)
+                            .await?
+                    }
+                    (true, Some(Scenario::AdminList { .. })) => {
+                        let path = "/v1/admin/users?status=active&limit=20";
+                        let tokens = [admin.clone()];
+                        drive_wrk(client, "GET /v1/admin/users", path, &tokens, plan, c).await?
+                    }
+                    _ => drive(client, group, plan).await?,
+                };
+                report.rows.push(row);
             }
         }
         if wanted("POST /v1/auth/refresh") {
@@ -318,17 +364,18 @@ impl HttpReport {
         }
         let _ = writeln!(
             out,
-            "| route | conns | requests | req/s | / read floor | p50 ms | p99 ms | errors | CPU µs/req: server | database | generator |"
+            "| route | generator | conns | requests | req/s | / read floor | p50 ms | p99 ms | errors | CPU µs/req: server | database | generator |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let ratio = self.floor_at(r.connections).map_or("?".to_string(), |f| {
                 format!("{:.1} %", 100.0 * r.rps / f.tps.max(f64::EPSILON))
             });
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
                 r.route,
+                r.generator,
                 r.connections,
                 r.requests,
                 r.rps,

@@ -19,3 +19,4 @@ pub mod load;
 pub mod queries;
 pub mod seed;
 pub mod stats;
+pub mod wrk;

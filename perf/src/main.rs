@@ -4,7 +4,7 @@
 //! perf seed --users N [--cleanup-backlog]     DATABASE_URL: the database to fill
 //! perf queries --samples N [--out FILE]       query classes through the data layer
 //! perf cleanup [--out FILE]                   the cleanup job at scale
-//! perf http --url URL [--seconds S] [--routes R1,R2] [--label L] [--server-process NAME]
+//! perf http --url URL [--seconds S] [--routes R1,R2] [--label L] [--server-process NAME] [--no-wrk]
 //!                                             HTTP routes at 32 and 64 connections, the floors
 //! perf indexes                              pg_stat_user_indexes as a table
 //! perf token --url URL                      register an admin, print its access token
@@ -110,6 +110,8 @@ async fn run(args: Vec<String>) -> Result<()> {
                     .map(|r| r.split(',').map(|s| s.trim().to_string()).collect())
                     .unwrap_or_default(),
                 server_process: flag(&args, "--server-process").unwrap_or_else(|| "local".into()),
+                // wrk for the fixed-path reads when installed (`--no-wrk`: never).
+                wrk: !args.iter().any(|a| a == "--no-wrk") && perf::wrk::available(),
             };
             let client = perf::client::Client::new(&url);
             let mut report = perf::http_bench::run(&client, &pool, &database_url, &plan).await?;

@@ -61,7 +61,7 @@ impl AppState {
         let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
         Ok(Self {
             config: Arc::new(config),
-            roles: RoleCatalog::new(db.write.clone()),
+            roles: RoleCatalog::default(),
             db,
             cache,
             keys: Arc::new(keys),

@@ -44,6 +44,8 @@ async fn the_http_benchmark_runs_every_route_without_errors(pool: PgPool) {
         routes: Vec::new(),
         // The server runs in this process.
         server_process: name.trim().to_string(),
+        // wrk, where installed, is covered by its own test below.
+        wrk: false,
     };
     let report = perf::http_bench::run(&client, &pool, &url, &plan)
         .await
@@ -70,7 +72,7 @@ async fn the_http_benchmark_runs_every_route_without_errors(pool: PgPool) {
     assert!(report.write_floor.as_ref().is_some_and(|f| f.tps > 0.0));
     assert!(report.rs256_sign_us > 0.0 && report.argon2_verify_ms > 0.0);
     let text = report.markdown();
-    assert!(text.contains("| GET /v1/users/me | 2 |"), "{text}");
+    assert!(text.contains("| GET /v1/users/me | perf | 2 |"), "{text}");
     assert!(text.contains("/ read floor"), "{text}");
     assert!(text.contains("Refresh at 2 connections: bound"), "{text}");
 
@@ -84,4 +86,23 @@ async fn the_http_benchmark_runs_every_route_without_errors(pool: PgPool) {
         .unwrap();
     let routes: Vec<&str> = report.rows.iter().map(|r| r.route).collect();
     assert_eq!(routes, ["POST /v1/auth/refresh"]);
+
+    // The fixed-path reads through wrk, where it is installed.
+    if perf::wrk::available() {
+        let plan = perf::http_bench::Plan {
+            routes: vec!["GET /v1/users/me".into(), "GET /v1/admin/users".into()],
+            duration: Duration::from_secs(1),
+            wrk: true,
+            ..plan
+        };
+        let report = perf::http_bench::run(&client, &pool, &url, &plan)
+            .await
+            .unwrap();
+        assert_eq!(report.rows.len(), 2);
+        for row in &report.rows {
+            assert_eq!(row.generator, "wrk");
+            assert!(row.requests > 0 && row.rps > 0.0, "{row:?}");
+            assert_eq!(row.errors, 0, "{row:?}");
+        }
+    }
 }

@@ -103,7 +103,6 @@ impl LocalServer {
         cmd.env("DATABASE_URL", database_url)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("MAIL_OUTBOX_DIR", &outbox)
-            .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in env {
@@ -222,6 +221,7 @@ fn output(cmd: &mut Command, what: &str) -> Result<String> {
 pub fn bench(args: &[String]) -> Result<()> {
     let pg = Postgres::ensure_running()?;
     let redis = ensure_redis()?;
+    ensure_wrk();
     build_release(&["auth", "users", "admin", "cleanup", "coldstart"])?;
     let url = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
@@ -246,10 +246,24 @@ pub fn bench(args: &[String]) -> Result<()> {
     env.push(("REDIS_URL", &redis));
     let server = LocalServer::start(&url, 3903, &env)?;
     let http = output(
-        &mut perf(&["http", "--url", &server.url, "--seconds", seconds]),
-        "HTTP routes and the pgbench floor",
+        perf(&["http", "--url", &server.url, "--seconds", seconds])
+            .args(["--label", "With Redis (rate limits counted in Redis)"]),
+        "HTTP routes and the floors",
     )?;
     drop(server);
+    // The same hot routes with the rate limits counted in PostgreSQL.
+    let server = LocalServer::start(&url, 3904, &LIFTED_LIMITS)?;
+    let http_pg = output(
+        perf(&["http", "--url", &server.url, "--seconds", seconds]).args([
+            "--routes",
+            "GET /v1/users/me,POST /v1/auth/refresh",
+            "--label",
+            "Without Redis (rate limits counted in PostgreSQL)",
+        ]),
+        "the hot routes without Redis",
+    )?;
+    drop(server);
+    let sizes = binary_sizes(&["auth", "users", "admin", "cleanup"]);
     let argon2 = output(
         cargo()
             .args([
@@ -291,7 +305,13 @@ pub fn bench(args: &[String]) -> Result<()> {
          {date}. Whole run: {total:.0} s. Everything below the capacity marker is generated.\n\n\
          ## Seed data\n\n```text\n{seed}```\n\n\
          ## 1. Query classes through the data layer\n\n{queries}\n\
-         ## 2. HTTP against the local server (release build, production Argon2id)\n\n{http}\n\
+         ## 2. HTTP against the local server (release build, production Argon2id)\n\n\
+         Load generators (column `generator`): `wrk` (C, epoll, like pgbench; Lua script in \
+         `perf/src/wrk.rs`) for the fixed-path reads, each request with the next of the \
+         benchmark users' tokens; `perf` (this repository's hyper client, one request in flight \
+         per connection, each connection its own user and token chain) for the rest. The \
+         floors by pgbench in the same run. Access logs on (the default `info`, to /dev/null).\n\n{http}\n{http_pg}\n\
+         {sizes}\n\
          Argon2id cost on this machine (`cargo run --release -p shared --example argon2_cost`):\n\n\
          ```text\n{argon2}```\n\n\
          ## 3. Lambda binaries under the Runtime API emulator\n\n{coldstart}\n\
@@ -305,6 +325,36 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::write(&path, text).context("writing BENCHMARKS.md")?;
     eprintln!("==> wrote {}", path.display());
     Ok(())
+}
+
+/// wrk (Debian's package) drives the fixed-path reads; installed when
+/// missing and possible, else `perf http` uses its own client and says so.
+fn ensure_wrk() {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return;
+    }
+    eprintln!("==> installing wrk (apt-get)");
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-q", "wrk"])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// The Lambda binaries' sizes against the issue's goal (stripped, < 10 MB).
+fn binary_sizes(bins: &[&str]) -> String {
+    const GOAL: u64 = 10_000_000;
+    let mut out =
+        String::from("| Lambda binary (stripped) | bytes | goal | |\n|---|---|---|---|\n");
+    for bin in bins {
+        let size = std::fs::metadata(target_dir().join("release").join(bin)).map_or(0, |m| m.len());
+        let met = if size > 0 && size < GOAL {
+            "met"
+        } else {
+            "**missed**"
+        };
+        out.push_str(&format!("| {bin} | {size} | < 10,000,000 | {met} |\n"));
+    }
+    out
 }
 
 /// Where the generated part of BENCHMARKS.md ends.

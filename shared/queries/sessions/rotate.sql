@@ -1,7 +1,8 @@
 -- One refresh, one statement (one round trip, one commit): find the token by
 -- its hash, share-lock its user, spend the token if it may be spent, insert
 -- its successor and the audit row, and return what was found so the caller
--- can say why nothing was rotated.
+-- can say why nothing was rotated (by the database's clock, `db_now`, the one
+-- the claim used).
 --  $1 presented hash   $2 successor id   $3 successor hash   $4 TTL in days
 --  $5 client IP        $6 user agent     $7 presented device fingerprint
 --  $8 statuses that may log in           $9 request id
@@ -51,5 +52,6 @@ SELECT owner.*,
        old.session_expires_at AS token_session_expires_at,
        old.revoked_at AS token_revoked_at, old.replaced_by AS token_replaced_by,
        old.device_fingerprint AS token_device_fingerprint,
-       (SELECT expires_at FROM successor) AS successor_expires_at
+       (SELECT expires_at FROM successor) AS successor_expires_at,
+       now() AS db_now
 FROM old JOIN owner ON owner.id = old.user_id

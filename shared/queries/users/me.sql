@@ -1,5 +1,5 @@
 SELECT u.*,
-       -- Filled from the role catalog (shared/src/security/roles.rs).
+       -- Filled from the role catalog (shared/src/security/role_catalog.rs).
        '{}'::text[] AS roles,
        ARRAY(SELECT role_id FROM user_roles ur WHERE ur.user_id = u.id) AS role_ids,
        (SELECT version FROM role_catalog) AS roles_version,

@@ -1,13 +1,20 @@
 //! Fixed-window request counters in PostgreSQL (the fallback when Redis is
-//! not configured or down): one upsert per request.
+//! not configured or down): one upsert per request, committed asynchronously.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 /// Counts one request of `identifier` on `endpoint` in the window starting
 /// at `window_start`; returns the count including this one.
+///
+/// Every request from one address upserts the same row, so they queue on
+/// its lock; the statement commits without waiting for the WAL flush
+/// (`synchronous_commit` off for its own transaction only), so the row is
+/// held for the upsert alone. A crash may forget the last counts of the
+/// current minute, which a rate limit can afford. It takes the pool, not a
+/// transaction: the setting must not reach any other statement's commit.
 pub async fn hit(
-    conn: impl PgExecutor<'_>,
+    pool: &sqlx::PgPool,
     identifier: &str,
     endpoint: &str,
     window_start: DateTime<Utc>,
@@ -15,7 +22,8 @@ pub async fn hit(
 ) -> sqlx::Result<i32> {
     sqlx::query_scalar!(
         "INSERT INTO rate_limits (identifier, endpoint, window_start, window_end)
-         VALUES ($1, $2, $3, $4)
+         SELECT $1, $2, $3, $4
+         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
          ON CONFLICT (identifier, endpoint, window_start)
          DO UPDATE SET request_count = rate_limits.request_count + 1
          RETURNING request_count",
@@ -24,7 +32,7 @@ pub async fn hit(
         window_start,
         window_end
     )
-    .fetch_one(conn)
+    .fetch_one(pool)
     .await
 }
 

@@ -104,6 +104,8 @@ pub struct Rotated {
     pub token_replaced_by: Option<Uuid>,
     pub token_device_fingerprint: Option<String>,
     pub successor_expires_at: Option<DateTime<Utc>>,
+    /// The statement's `now()`: the clock the claim was decided by.
+    pub db_now: DateTime<Utc>,
 }
 
 impl Rotated {

@@ -99,24 +99,44 @@ fn admit(
     Ok(())
 }
 
+/// How often the caller's statement is read when the roles change between
+/// it and the role catalog's reload (each change commits between the two).
+const READS: usize = 3;
+
+/// The roles changed under every read: 503, retried by the client.
+fn roles_moving() -> Error {
+    Error::Unavailable(anyhow::anyhow!(
+        "the roles changed during each of {READS} reads of the caller"
+    ))
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let claims = claims(parts, state)?;
-        // The primary, not a replica: a revocation must hold from the
-        // moment it commits.
-        let caller = users::caller(&state.db.write, claims.sub, claims.sid)
-            .await?
-            .ok_or(Error::Unauthorized)?;
-        admit(state, caller.deleted, caller.status, caller.session_live)?;
-        let roles = state.roles.at(caller.roles_version).await?;
-        Ok(Self {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            status: caller.status,
-            permissions: roles.permissions(&caller.role_ids),
-        })
+        for _ in 0..READS {
+            // The primary, not a replica: a revocation must hold from the
+            // moment it commits.
+            let caller = users::caller(&state.db.write, claims.sub, claims.sid)
+                .await?
+                .ok_or(Error::Unauthorized)?;
+            admit(state, caller.deleted, caller.status, caller.session_live)?;
+            let Some(roles) = state
+                .roles
+                .at(&state.db.write, caller.roles_version)
+                .await?
+            else {
+                continue;
+            };
+            return Ok(Self {
+                user_id: claims.sub,
+                session_id: claims.sid,
+                status: caller.status,
+                permissions: roles.permissions(&caller.role_ids),
+            });
+        }
+        Err(roles_moving())
     }
 }
 
@@ -134,27 +154,32 @@ impl FromRequestParts<AppState> for Me {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let claims = claims(parts, state)?;
-        let row = users::caller_row(&state.db.write, claims.sub, claims.sid)
-            .await?
-            .ok_or(Error::Unauthorized)?;
-        admit(
-            state,
-            row.user.deleted_at.is_some(),
-            row.user.status,
-            row.session_live,
-        )?;
-        let roles = state.roles.at(row.roles_version).await?;
-        let mut user = row.user;
-        user.roles = roles.names(&row.role_ids);
-        Ok(Self {
-            auth: AuthUser {
-                user_id: claims.sub,
-                session_id: claims.sid,
-                status: user.status,
-                permissions: roles.permissions(&row.role_ids),
-            },
-            user,
-        })
+        for _ in 0..READS {
+            let row = users::caller_row(&state.db.write, claims.sub, claims.sid)
+                .await?
+                .ok_or(Error::Unauthorized)?;
+            admit(
+                state,
+                row.user.deleted_at.is_some(),
+                row.user.status,
+                row.session_live,
+            )?;
+            let Some(roles) = state.roles.at(&state.db.write, row.roles_version).await? else {
+                continue;
+            };
+            let mut user = row.user;
+            user.roles = roles.names(&row.role_ids);
+            return Ok(Self {
+                auth: AuthUser {
+                    user_id: claims.sub,
+                    session_id: claims.sid,
+                    status: user.status,
+                    permissions: roles.permissions(&row.role_ids),
+                },
+                user,
+            });
+        }
+        Err(roles_moving())
     }
 }
 

@@ -1,15 +1,15 @@
 //! The roles (names and permissions) kept in memory, so the statement run
 //! on every authenticated request reads only the caller's role ids and the
 //! catalog's version (`role_catalog.version`, bumped in the transaction of
-//! every change to `roles`). When a statement reports a version newer than
-//! the copy, the copy is reloaded first: a role's changed permissions apply
+//! every change to `roles`). When a statement reports another version than
+//! the copy's, the copy is reloaded first: a role's changed permissions apply
 //! from the first request after their commit, as when they were joined in
 //! SQL on every request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// One version of the roles.
@@ -45,44 +45,40 @@ impl Roles {
 }
 
 /// The process's copy of the roles, shared by every request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RoleCatalog {
-    pool: PgPool,
     current: Arc<RwLock<Arc<Roles>>>,
 }
 
 impl RoleCatalog {
-    /// An empty copy (version 0), loaded on first use from `pool` (the
-    /// primary: a version read there must be found there).
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            current: Arc::default(),
-        }
-    }
-
-    /// The roles at `version` or later.
-    pub async fn at(&self, version: i64) -> sqlx::Result<Arc<Roles>> {
+    /// The roles at exactly `version` (what the caller's statement read),
+    /// reloaded through `conn` when the copy is at another version; `None`
+    /// when the roles changed again between that statement and the reload:
+    /// the caller reads its role ids again. Exactly, not "at least": role
+    /// ids and role definitions then come from one moment, and a version
+    /// that went backwards (a restore, a re-run migration) is reloaded too.
+    pub async fn at(
+        &self,
+        conn: impl PgExecutor<'_>,
+        version: i64,
+    ) -> sqlx::Result<Option<Arc<Roles>>> {
         let current = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
-        if current.version >= version {
-            return Ok(current);
+        if current.version == version {
+            return Ok(Some(current));
         }
-        let loaded = Arc::new(load(&self.pool).await?);
-        let mut slot = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        if loaded.version > slot.version {
-            *slot = Arc::clone(&loaded);
-        }
-        Ok(loaded)
+        let loaded = Arc::new(load(conn).await?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&loaded);
+        Ok((loaded.version == version).then_some(loaded))
     }
 }
 
 /// The roles and their version, read in one statement (one snapshot).
-async fn load(pool: &PgPool) -> sqlx::Result<Roles> {
+async fn load(conn: impl PgExecutor<'_>) -> sqlx::Result<Roles> {
     let rows = sqlx::query!(
         r#"SELECT c.version, r.id AS "id?", r.name AS "name?", r.permissions AS "permissions?"
            FROM role_catalog c LEFT JOIN roles r ON TRUE"#
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let mut roles = Roles::default();
     for row in rows {

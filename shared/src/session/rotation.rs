@@ -21,6 +21,9 @@ use crate::state::AppState;
 /// else's hands: the whole session ends (401 `refresh_token_reused`). An
 /// unknown, spent, expired or foreign-device token is 401
 /// `refresh_token_invalid`; an account that may no longer log in, 403.
+/// The access token is signed after the statement committed: should that
+/// fail (it cannot with a key that loaded), the session has a successor no
+/// client holds, and its user logs in again.
 pub async fn rotate(
     state: &AppState,
     meta: &RequestMeta,
@@ -46,7 +49,7 @@ pub async fn rotate(
     let token = found.token();
     let Some(expires_at) = found.successor_expires_at else {
         // Not spent: say why, in the order of the checks.
-        return Err(refusal(state, meta, &token, &found.user, fingerprint).await);
+        return Err(refusal(state, meta, &found, fingerprint).await);
     };
     let access_token = state
         .keys
@@ -56,7 +59,7 @@ pub async fn rotate(
     let issued = Issued {
         access_token,
         refresh_token: successor,
-        refresh_expires_in: (expires_at - Utc::now()).num_seconds().max(0),
+        refresh_expires_in: (expires_at - found.db_now).num_seconds().max(0),
         session_id: token.session_id,
     };
     Ok((issued, found.user))
@@ -69,11 +72,10 @@ pub async fn rotate(
 async fn refusal(
     state: &AppState,
     meta: &RequestMeta,
-    token: &sessions::RefreshToken,
-    user: &User,
+    found: &sessions::Rotated,
     fingerprint: Option<&str>,
 ) -> Error {
-    let now = Utc::now();
+    let (token, user, now) = (&found.token(), &found.user, found.db_now);
     if token.revoked_at.is_some() {
         if reused(state, token, now) {
             if let Err(err) = revoke_reused(state, &meta.audit(None), token).await {

@@ -65,3 +65,32 @@ async fn with_redis_down_limits_and_revocation_fall_back_to_postgres(pool: PgPoo
     let app = TestApp::with_config(pool, &[("REDIS_URL", "redis://127.0.0.1:1")]);
     super::logout::logout_revokes_access_at_once(app).await;
 }
+
+/// The PostgreSQL counter commits without waiting for the WAL flush (every
+/// request of one address queues on its row), and only its own commit: the
+/// setting does not stay on the pooled connection for the next statement.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_postgres_counter_commits_asynchronously_and_alone(pool: PgPool) {
+    use sqlx::postgres::PgPoolOptions;
+    let one = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&tests::database_url(&pool))
+        .await
+        .unwrap();
+    let start = chrono::Utc::now();
+    let end = start + chrono::Duration::seconds(60);
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(
+            shared::db::rate_limits::hit(&one, "203.0.113.9", "login", start, end)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(counts, [1, 2, 3]);
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&one)
+        .await
+        .unwrap();
+    assert_eq!(setting, "on");
+}

@@ -86,11 +86,14 @@ async fn begin_change<P: Permission>(
     if !now.session_live {
         return Err(Error::Unauthorized);
     }
-    caller.permissions = state
+    // Under the privileges lock no role changes: the catalog read in this
+    // transaction is at the statement's version.
+    let roles = state
         .roles
-        .at(now.roles_version)
+        .at(&mut *tx, now.roles_version)
         .await?
-        .permissions(&now.role_ids);
+        .ok_or_else(|| Error::Unavailable(anyhow::anyhow!("the roles changed under the lock")))?;
+    caller.permissions = roles.permissions(&now.role_ids);
     caller.require(P::NAME)?;
     db::audit::set_context(&mut *tx, &meta.audit(Some(caller.user_id))).await?;
     Ok(tx)
