@@ -4,17 +4,26 @@
 /// `/proc/<pid>/stat` counts in USER_HZ, which is 100 on Linux.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// User + system CPU of one `/proc/<pid>/stat` line, and its command name.
-fn parse_stat(line: &str) -> Option<(&str, f64)> {
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+/// The command name of one `/proc/<pid>/stat` line and the fields after it
+/// ("pid (comm) state ppid ...": comm may hold spaces and parentheses).
+fn stat_fields(line: &str) -> Option<(&str, Vec<&str>)> {
     let open = line.find('(')?;
     let close = line.rfind(')')?;
     let comm = line.get(open + 1..close)?;
-    let fields: Vec<&str> = line.get(close + 2..)?.split_whitespace().collect();
-    // After comm: state is field 0, utime 11, stime 12.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((comm, (utime + stime) / TICKS_PER_SECOND))
+    Some((comm, line.get(close + 2..)?.split_whitespace().collect()))
+}
+
+/// The sum of the tick counts at `at` (after comm: state is field 0), in seconds.
+fn seconds(fields: &[&str], at: [usize; 2]) -> Option<f64> {
+    let a: f64 = fields.get(at[0])?.parse().ok()?;
+    let b: f64 = fields.get(at[1])?.parse().ok()?;
+    Some((a + b) / TICKS_PER_SECOND)
+}
+
+/// User + system CPU (utime, stime) of one `/proc/<pid>/stat` line, and its command name.
+fn parse_stat(line: &str) -> Option<(&str, f64)> {
+    let (comm, fields) = stat_fields(line)?;
+    Some((comm, seconds(&fields, [11, 12])?))
 }
 
 /// The CPU seconds used so far by every process named `comm` (all threads).
@@ -51,13 +60,7 @@ pub fn own_seconds() -> f64 {
 pub fn children_seconds() -> f64 {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|line| {
-            let close = line.rfind(')')?;
-            let fields: Vec<&str> = line.get(close + 2..)?.split_whitespace().collect();
-            let cutime: f64 = fields.get(13)?.parse().ok()?;
-            let cstime: f64 = fields.get(14)?.parse().ok()?;
-            Some((cutime + cstime) / TICKS_PER_SECOND)
-        })
+        .and_then(|line| seconds(&stat_fields(&line)?.1, [13, 14]))
         .unwrap_or(0.0)
 }
 

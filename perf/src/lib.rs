@@ -14,6 +14,7 @@ pub mod client;
 pub mod cpu;
 pub mod floor;
 pub mod http_bench;
+pub mod http_report;
 pub mod indexes;
 pub mod load;
 pub mod queries;

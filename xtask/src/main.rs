@@ -9,6 +9,7 @@
 //! - `cargo xtask openapi`: rewrites `openapi.json` from the handlers.
 //! - `cargo xtask template`: rewrites `template.yaml`'s routes from `openapi.json`.
 
+mod bench;
 mod perf;
 mod template;
 
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("seed") => perf::seed(&args[1..]),
         Some("load") => perf::load(&args[1..]),
-        Some("bench") => perf::bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("openapi") => openapi(),
         Some("template") => template::generate(&root()),
         _ => {
