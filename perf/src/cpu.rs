@@ -26,7 +26,20 @@ fn parse_stat(line: &str) -> Option<(&str, f64)> {
     Some((comm, seconds(&fields, [11, 12])?))
 }
 
-/// The CPU seconds used so far by every process named `comm` (all threads).
+/// Own CPU plus that of reaped children (utime, stime, cutime, cstime), and
+/// the command name. A process that exits moves its time into its parent's
+/// children counts, so a family of processes (PostgreSQL's postmaster and
+/// its backends) is summed without dropping when a backend ends.
+fn parse_stat_with_children(line: &str) -> Option<(&str, f64)> {
+    let (comm, fields) = stat_fields(line)?;
+    Some((
+        comm,
+        seconds(&fields, [11, 12])? + seconds(&fields, [13, 14])?,
+    ))
+}
+
+/// The CPU seconds used so far by every process named `comm` (all threads)
+/// and by their exited children.
 pub fn seconds_of(comm: &str) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -40,7 +53,7 @@ pub fn seconds_of(comm: &str) -> f64 {
         })
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .filter_map(|line| {
-            parse_stat(&line)
+            parse_stat_with_children(&line)
                 .filter(|(c, _)| *c == comm)
                 .map(|(_, s)| s)
         })
@@ -64,6 +77,26 @@ pub fn children_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Whose CPU is the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// The server runs inside this process (tests): its CPU is this
+    /// process's. A name would also count any other process of that name,
+    /// such as another test binary's, running or exiting meanwhile.
+    ThisProcess,
+    /// Every process of this command name (`local`, a Lambda binary).
+    Named(String),
+}
+
+impl Server {
+    fn seconds(&self) -> f64 {
+        match self {
+            Server::ThisProcess => own_seconds(),
+            Server::Named(name) => seconds_of(name),
+        }
+    }
+}
+
 /// CPU of the server, the database and the load generator, at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
@@ -81,10 +114,10 @@ pub struct PerRequest {
 }
 
 impl Sample {
-    /// Now, with the server process named `server`.
-    pub fn take(server: &str) -> Self {
+    /// Now, with the server's CPU read from `server`.
+    pub fn take(server: &Server) -> Self {
         Self {
-            server: seconds_of(server),
+            server: server.seconds(),
             database: seconds_of("postgres"),
             generator: own_seconds(),
         }
@@ -121,5 +154,16 @@ mod tests {
         assert!(own_seconds() > 0.0);
         let name = std::fs::read_to_string("/proc/self/comm").unwrap();
         assert!(seconds_of(name.trim()) >= own_seconds() * 0.5);
+        assert_eq!(Server::ThisProcess.seconds(), own_seconds());
+    }
+
+    #[test]
+    fn exited_children_count_with_their_parent() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime cutime cstime
+        let line = "7 (postgres) S 1 7 7 0 -1 0 0 0 0 0 100 50 200 25 20 0 1 0";
+        let (comm, secs) = parse_stat_with_children(line).unwrap();
+        assert_eq!(comm, "postgres");
+        assert!((secs - 3.75).abs() < 1e-9, "{secs}");
     }
 }

@@ -50,8 +50,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Routes to run (their [`Scenario::route`] names); empty: all.
     pub routes: Vec<String>,
-    /// The server's process name, for its CPU time.
-    pub server_process: String,
+    /// Where the server runs, for its CPU time.
+    pub server: crate::cpu::Server,
     /// Drive the fixed-path read routes with wrk ([`crate::wrk`]).
     pub wrk: bool,
 }
@@ -131,7 +131,7 @@ async fn drive(client: &Client, scenarios: Vec<Scenario>, plan: &Plan) -> Result
     let route = scenarios.first().map(Scenario::route).unwrap_or("?");
     let connections = scenarios.len();
     let duration = plan.duration;
-    let before = Sample::take(&plan.server_process);
+    let before = Sample::take(&plan.server);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -161,7 +161,7 @@ async fn drive(client: &Client, scenarios: Vec<Scenario>, plan: &Plan) -> Result
     }
     let elapsed = started.elapsed().as_secs_f64();
     let requests = samples.len() as u64;
-    let cpu = before.per_request(&Sample::take(&plan.server_process), requests);
+    let cpu = before.per_request(&Sample::take(&plan.server), requests);
     Ok(HttpRow {
         route,
         connections,
@@ -183,10 +183,10 @@ async fn drive_wrk(
     plan: &Plan,
     connections: usize,
 ) -> Result<HttpRow> {
-    let before = Sample::take(&plan.server_process);
+    let before = Sample::take(&plan.server);
     let children = crate::cpu::children_seconds();
     let run = crate::wrk::get(client.base(), path, tokens, connections, plan.duration).await?;
-    let mut cpu = before.per_request(&Sample::take(&plan.server_process), run.requests);
+    let mut cpu = before.per_request(&Sample::take(&plan.server), run.requests);
     // wrk has exited and been waited for: its CPU is in this process's
     // children's count.
     cpu.generator_us =

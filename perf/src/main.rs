@@ -109,7 +109,9 @@ async fn run(args: Vec<String>) -> Result<()> {
                 routes: flag(&args, "--routes")
                     .map(|r| r.split(',').map(|s| s.trim().to_string()).collect())
                     .unwrap_or_default(),
-                server_process: flag(&args, "--server-process").unwrap_or_else(|| "local".into()),
+                server: perf::cpu::Server::Named(
+                    flag(&args, "--server-process").unwrap_or_else(|| "local".into()),
+                ),
                 // wrk for the fixed-path reads when installed (`--no-wrk`: never).
                 wrk: !args.iter().any(|a| a == "--no-wrk") && perf::wrk::available(),
             };
