@@ -160,9 +160,21 @@ impl RuntimeApi {
     }
 }
 
-/// Where the function binaries are: `LAMBDA_BIN_DIR` (set by `cargo xtask
-/// test` after a release build), else built here in release mode.
-pub fn bin_dir() -> PathBuf {
+/// Function binary `name`: `<dir>/<name>` (cargo's layout) or
+/// `<dir>/<name>/bootstrap` (cargo-lambda's `target/lambda`) under [`bin_dir`].
+pub fn binary(name: &str) -> PathBuf {
+    let flat = bin_dir().join(name);
+    if flat.is_file() {
+        flat
+    } else {
+        flat.join("bootstrap")
+    }
+}
+
+/// Where the function binaries are: `LAMBDA_BIN_DIR` (`cargo xtask test`
+/// sets `target/lambda` after `cargo lambda build --release`), else built
+/// here with `cargo build --release`.
+fn bin_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("LAMBDA_BIN_DIR") {
@@ -210,7 +222,7 @@ impl Function {
         let started = Instant::now();
         let stdout = std::env::temp_dir().join(format!("um-{name}-{}.out", uuid::Uuid::new_v4()));
         let out_file = std::fs::File::create(&stdout).expect("creating the stdout file");
-        let mut cmd = Command::new(bin_dir().join(name));
+        let mut cmd = Command::new(binary(name));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
@@ -327,6 +339,25 @@ pub fn apigw_event(method: &str, path: &str, body: Option<Value>, bearer: Option
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
     })
+}
+
+/// The sample events under `events/` (names without `.json`).
+pub const SAMPLE_EVENTS: [&str; 5] = [
+    "auth-register",
+    "auth-login",
+    "users-me",
+    "cleanup-scheduled",
+    "cleanup-dry-run",
+];
+
+/// The sample event `events/<name>.json`, as committed.
+pub fn sample_event(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 /// The JSON body of an API Gateway response.

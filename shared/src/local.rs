@@ -41,3 +41,40 @@ pub async fn run() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// `local --migrate`: applies the migrations to `DATABASE_URL` and returns
+/// (`cargo xtask watch` and `invoke` prepare a database with it).
+pub async fn migrate() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let db = crate::db::Db::connect_lazy(&config)?;
+    crate::db::MIGRATOR
+        .run(&db.write)
+        .await
+        .context("applying migrations")?;
+    Ok(())
+}
+
+/// `local --dev-key PATH`: writes a new RSA signing key to `PATH` (mode 0600)
+/// unless the file exists, so the functions `cargo xtask watch` starts share
+/// one key that lasts across restarts. The key is never printed.
+pub fn write_dev_key(path: &std::path::Path) -> anyhow::Result<bool> {
+    use secrecy::ExposeSecret;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let pem = crate::security::jwt::generate_private_key_pem()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(pem.expose_secret().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shared::db::MIGRATOR;
 use sqlx::PgPool;
-use tests::emulator::{Function, apigw_event, response_body as body};
+use tests::emulator::{Function, SAMPLE_EVENTS, apigw_event, response_body as body, sample_event};
 use tests::{STRONG_PASSWORD, test_key_pem};
 
 fn env(pool: &PgPool) -> Vec<(&'static str, String)> {
@@ -123,6 +123,49 @@ async fn register_login_and_me_through_three_binaries(pool: PgPool) {
     );
 }
 
+/// `events/` holds exactly the sample events, and the API Gateway ones work
+/// as committed: register, login, then `me` once its placeholder holds the
+/// login's access token (the cleanup ones are used by the next test).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_sample_events_work_as_committed(pool: PgPool) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = SAMPLE_EVENTS.iter().map(|n| format!("{n}.json")).collect();
+    expected.sort();
+    assert_eq!(files, expected, "every sample event is tested");
+
+    let env = env(&pool);
+    let auth = Function::start("auth", &env).await;
+    let users = Function::start("users", &env).await;
+    let register = sample_event("auth-register");
+    let created = auth.invoke(register.clone()).await.expect("answered");
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let login = auth
+        .invoke(sample_event("auth-login"))
+        .await
+        .expect("answered");
+    assert_eq!(login["statusCode"], 200, "{login}");
+    let token = body(&login)["access_token"].as_str().unwrap().to_string();
+
+    let mut me = sample_event("users-me");
+    assert_eq!(
+        me["headers"]["authorization"], "Bearer REPLACE_WITH_ACCESS_TOKEN",
+        "the placeholder the README tells developers to fill"
+    );
+    let unfilled = users.invoke(me.clone()).await.expect("answered");
+    assert_eq!(unfilled["statusCode"], 401, "{unfilled}");
+    me["headers"]["authorization"] = format!("Bearer {token}").into();
+    let answer = users.invoke(me).await.expect("answered");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let sent: Value = serde_json::from_str(register["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body(&answer)["username"], sent["username"]);
+    assert_eq!(body(&answer)["email"], sent["email"]);
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn cleanup_runs_on_the_schedule_and_twice_changes_nothing(pool: PgPool) {
     sqlx::query(
@@ -133,14 +176,9 @@ async fn cleanup_runs_on_the_schedule_and_twice_changes_nothing(pool: PgPool) {
     .await
     .unwrap();
     let cleanup = Function::start("cleanup", &env(&pool)).await;
-    let scheduled = json!({
-        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-28T02:00:00Z", "region": "eu-west-1",
-        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/nightly-cleanup"], "detail": {}
-    });
+    let scheduled = sample_event("cleanup-scheduled");
     let dry = cleanup
-        .invoke(json!({"dry_run": true}))
+        .invoke(sample_event("cleanup-dry-run"))
         .await
         .expect("dry run answered");
     assert_eq!(dry["dry_run"], true);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use tests::emulator::{Function, apigw_event, bin_dir, response_body};
+use tests::emulator::{Function, apigw_event, binary, response_body};
 
 const RUNS: usize = 20;
 const PASSWORD: &str = "Cold-Start-Passw0rd-Heron";
@@ -229,9 +229,7 @@ async fn main() -> Result<()> {
         ("admin", "300 × GET /v1/admin/users?limit=50", admin_rss),
         ("cleanup", "3 dry runs", cleanup_rss),
     ] {
-        let size = std::fs::metadata(bin_dir().join(f))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = std::fs::metadata(binary(f)).map(|m| m.len()).unwrap_or(0);
         println!(
             "| {f} | {what} | {:.1} | {size} | {:.1} |",
             rss.unwrap_or(0) as f64 / 1024.0,

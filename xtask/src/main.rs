@@ -6,10 +6,12 @@
 //!   sqlx offline check, the whole suite and schemathesis.
 //! - `cargo xtask seed | bench | load`: performance and reliability runs
 //!   (see `perf/`).
+//! - `cargo xtask watch | invoke`: the Lambda developer's path (`lambda.rs`).
 //! - `cargo xtask openapi`: rewrites `openapi.json` from the handlers.
 //! - `cargo xtask template`: rewrites `template.yaml`'s routes from `openapi.json`.
 
 mod bench;
+mod lambda;
 mod perf;
 mod template;
 
@@ -19,10 +21,17 @@ use anyhow::{Context, Result, bail};
 
 use xtask::services::{Postgres, ensure_moto, ensure_redis};
 
-const USAGE: &str = "usage: cargo xtask <dev | test | seed | load | bench | openapi | template>
+const USAGE: &str =
+    "usage: cargo xtask <dev | watch | invoke | test | seed | load | bench | openapi | template>
 
   dev    run the API locally on 127.0.0.1:3000 (BIND_ADDR to change);
          uses DATABASE_URL, or starts a throwaway PostgreSQL under target/
+  watch  [-P 9000] cargo lambda watch on 127.0.0.1 with every route at its
+         real path; the database as for dev, migrated, a development
+         signing key unless JWT_PRIVATE_KEY_PEM is set, mail to the outbox
+  invoke <auth | users | admin | cleanup> <event.json>  one event (see
+         events/) through the function's release binary under the Runtime
+         API emulator; prints the answer (sam local invoke without Docker)
   test   start PostgreSQL and Redis if needed, then fmt --check, clippy,
          the sqlx offline check, the whole test suite and schemathesis
   seed   [--users N] [--cleanup-backlog] fill DATABASE_URL (default: the
@@ -35,8 +44,17 @@ const USAGE: &str = "usage: cargo xtask <dev | test | seed | load | bench | open
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "help")
+    {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev(),
+        Some("watch") => lambda::watch(&args[1..]),
+        Some("invoke") => lambda::invoke(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("seed") => perf::seed(&args[1..]),
         Some("load") => perf::load(&args[1..]),
@@ -78,16 +96,13 @@ static STEPS: std::sync::Mutex<Vec<(String, std::time::Duration, bool)>> =
     std::sync::Mutex::new(Vec::new());
 
 pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    eprintln!("==> {what}");
-    let started = std::time::Instant::now();
-    let status = cmd.status().with_context(|| format!("starting {what}"))?;
-    if let Ok(mut steps) = STEPS.lock() {
-        steps.push((what.to_string(), started.elapsed(), status.success()));
-    }
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
+    step(what, || {
+        let status = cmd.status().with_context(|| format!("starting {what}"))?;
+        if !status.success() {
+            bail!("{what} failed ({status})");
+        }
+        Ok(())
+    })
 }
 
 /// Prints each step with its time, the test counts from nextest's JUnit
@@ -193,6 +208,8 @@ fn test_steps(extra: &[String]) -> Result<()> {
     )?;
     sqlx_offline_check(&postgres)?;
     lint_template()?;
+    lambda::ensure_cargo_lambda()?;
+    readme_commands()?;
 
     if Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["nextest", "--version"])
@@ -205,10 +222,11 @@ fn test_steps(extra: &[String]) -> Result<()> {
             "installing cargo-nextest",
         )?;
     }
-    // The emulator tests run the ordinary release binaries of the functions;
-    // schemathesis runs against the release local server.
-    perf::build_release(&["auth", "users", "admin", "cleanup"])?;
-    let target = perf::target_dir();
+    // Schemathesis runs against the release local server; the emulator tests
+    // run the functions as cargo-lambda builds them for Lambda (`sam build`
+    // later finds them built).
+    perf::build_release(&[])?;
+    lambda::build_functions(&[])?;
     let mut nextest = cargo();
     nextest
         .args([
@@ -225,10 +243,34 @@ fn test_steps(extra: &[String]) -> Result<()> {
         .env("SQLX_OFFLINE", "true")
         .env("DATABASE_URL", &database_url)
         .env("REDIS_URL", &redis_url)
-        .env("LAMBDA_BIN_DIR", target.join("release"))
+        .env("LAMBDA_BIN_DIR", lambda::release_dir())
         .env("MOTO_URL", &moto_url);
     run(&mut nextest, "cargo nextest run (the whole suite)")?;
+    step("cargo lambda watch walk-through", || {
+        lambda::walk_through(&postgres)
+    })?;
+    lambda::sam_build()?;
     perf::schemathesis(&postgres, &redis_url)
+}
+
+/// Runs `body` as a step of the summary.
+pub(crate) fn step(what: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("==> {what}");
+    let started = std::time::Instant::now();
+    let outcome = body();
+    if let Ok(mut steps) = STEPS.lock() {
+        steps.push((what.to_string(), started.elapsed(), outcome.is_ok()));
+    }
+    outcome
+}
+
+/// The README's shell commands against their tools' `--help`.
+fn readme_commands() -> Result<()> {
+    step("README commands against their tools' --help", || {
+        let checked = xtask::readme::check(&root())?;
+        eprintln!("    {checked} commands checked");
+        Ok(())
+    })
 }
 
 /// Installs `crate_name` at `version` unless `cargo <subcommand>` runs.
