@@ -371,7 +371,7 @@ fn shown(body: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(mut fields)) => {
             for (name, value) in fields.iter_mut() {
-                if name.contains("token") {
+                if name.ends_with("_token") {
                     *value = "<not shown>".into();
                 }
             }
@@ -394,9 +394,8 @@ fn truncate(text: &str) -> String {
 pub fn sam_build() -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     run(
-        Command::new("sam")
+        crate::tool("sam")
             .args(["build", "--parameter-overrides", "Architecture=x86_64"])
-            .current_dir(root())
             .env("SAM_CLI_TELEMETRY", "0")
             .env("SQLX_OFFLINE", "true"),
         "sam build (x86_64)",

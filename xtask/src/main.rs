@@ -82,12 +82,23 @@ pub(crate) fn root() -> std::path::PathBuf {
 }
 
 pub(crate) fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // `cargo run` set these for xtask itself; cargo subcommands such as
-    // cargo-machete read them as "run directly" and misparse their arguments.
-    cmd.current_dir(root())
-        .env_remove("CARGO_PKG_NAME")
-        .env_remove("CARGO_MANIFEST_DIR");
+    tool(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `program`, run in the workspace root without the variables `cargo run`
+/// set for xtask itself: cargo subcommands such as cargo-machete read them as
+/// "run directly" and misparse their arguments, and build scripts that watch
+/// them (ring's watches `CARGO_MANIFEST_DIR`) would rebuild half the tree
+/// for a build started from here (`sam build`, too).
+pub(crate) fn tool(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_") {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     cmd
 }
 
@@ -384,15 +395,12 @@ fn lint_template() -> Result<()> {
         pip_install(&["cfn-lint", "aws-sam-cli"])?;
     }
     run(
-        Command::new("cfn-lint")
-            .arg("template.yaml")
-            .current_dir(root()),
+        tool("cfn-lint").arg("template.yaml"),
         "cfn-lint template.yaml",
     )?;
     run(
-        Command::new("sam")
+        tool("sam")
             .args(["validate", "--lint", "--template-file", "template.yaml"])
-            .current_dir(root())
             .env("SAM_CLI_TELEMETRY", "0")
             .env("AWS_DEFAULT_REGION", "eu-west-1"),
         "sam validate --lint",

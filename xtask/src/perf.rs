@@ -266,9 +266,8 @@ pub fn schemathesis(pg: &Postgres, redis_url: &str) -> Result<()> {
         }
         let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
         let report_dir = target_dir().join(format!("schemathesis-{pass}"));
-        let mut cmd = Command::new("schemathesis");
-        cmd.current_dir(root())
-            .args(["run", "openapi.json", "--url", &server.url])
+        let mut cmd = crate::tool("schemathesis");
+        cmd.args(["run", "openapi.json", "--url", &server.url])
             .args(["--checks", "all"])
             .args(["--max-examples", &examples, "--seed", "20261128"])
             // One worker: CPython 3.11.7 (this machine's) raises "AST constructor
