@@ -11,6 +11,7 @@
 //! - `cargo xtask template`: rewrites `template.yaml`'s routes from `openapi.json`.
 
 mod bench;
+mod checks;
 mod lambda;
 mod perf;
 mod template;
@@ -210,17 +211,17 @@ fn test_steps(extra: &[String]) -> Result<()> {
     )?;
     // Unused dependencies, and licences, bans and sources (deny.toml); both
     // work offline. The advisory check needs the network: a manual step.
-    install_cargo_tool("machete", "cargo-machete", "0.9.2")?;
+    checks::install_cargo_tool("machete", "cargo-machete", "0.9.2")?;
     run(cargo().arg("machete"), "cargo machete")?;
-    install_cargo_tool("deny", "cargo-deny", "0.20.2")?;
+    checks::install_cargo_tool("deny", "cargo-deny", "0.20.2")?;
     run(
         cargo().args(["deny", "check", "licenses", "bans", "sources"]),
         "cargo deny check licenses bans sources",
     )?;
-    sqlx_offline_check(&postgres)?;
-    lint_template()?;
+    checks::sqlx_offline_check(&postgres)?;
+    checks::lint_template()?;
     lambda::ensure_cargo_lambda()?;
-    readme_commands()?;
+    checks::readme_commands()?;
 
     if Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["nextest", "--version"])
@@ -275,75 +276,6 @@ pub(crate) fn step(what: &str, body: impl FnOnce() -> Result<()>) -> Result<()> 
     outcome
 }
 
-/// The README's shell commands against their tools' `--help`.
-fn readme_commands() -> Result<()> {
-    step("README commands against their tools' --help", || {
-        let checked = xtask::readme::check(&root())?;
-        eprintln!("    {checked} commands checked");
-        Ok(())
-    })
-}
-
-/// Installs `crate_name` at `version` unless `cargo <subcommand>` runs.
-fn install_cargo_tool(subcommand: &str, crate_name: &str, version: &str) -> Result<()> {
-    let installed = cargo()
-        .args([subcommand, "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if installed {
-        return Ok(());
-    }
-    run(
-        cargo().args(["install", crate_name, "--version", version, "--locked"]),
-        &format!("installing {crate_name}"),
-    )
-}
-
-/// `cargo sqlx prepare --workspace --check`: the committed `.sqlx/` matches
-/// the queries, checked against a freshly migrated database.
-fn sqlx_offline_check(postgres: &Postgres) -> Result<()> {
-    let installed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["sqlx", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !installed {
-        run(
-            cargo().args([
-                "install",
-                "sqlx-cli",
-                "--version",
-                "0.9.0",
-                "--no-default-features",
-                "--features",
-                "postgres,rustls",
-                "--locked",
-            ]),
-            "installing sqlx-cli",
-        )?;
-    }
-    let url = postgres.url("um_sqlx_check");
-    run(
-        cargo()
-            .args(["sqlx", "database", "reset", "-y", "--source", "migrations"])
-            .env("DATABASE_URL", &url),
-        "migrating the sqlx check database",
-    )?;
-    run(
-        cargo()
-            .args([
-                "sqlx",
-                "prepare",
-                "--workspace",
-                "--check",
-                "--",
-                "--all-targets",
-            ])
-            .env("DATABASE_URL", &url),
-        "cargo sqlx prepare --check",
-    )
-}
-
 fn openapi() -> Result<()> {
     let output = cargo()
         .args([
@@ -386,23 +318,5 @@ pub(crate) fn pip_install(packages: &[&str]) -> Result<()> {
             .args(["-m", "pip", "install", "--quiet"])
             .args(packages),
         &format!("installing {} (PyPI)", packages.join(", ")),
-    )
-}
-
-/// `cfn-lint` and `sam validate --lint` on template.yaml (installed from PyPI if missing).
-fn lint_template() -> Result<()> {
-    if !answers("cfn-lint") || !answers("sam") {
-        pip_install(&["cfn-lint", "aws-sam-cli"])?;
-    }
-    run(
-        tool("cfn-lint").arg("template.yaml"),
-        "cfn-lint template.yaml",
-    )?;
-    run(
-        tool("sam")
-            .args(["validate", "--lint", "--template-file", "template.yaml"])
-            .env("SAM_CLI_TELEMETRY", "0")
-            .env("AWS_DEFAULT_REGION", "eu-west-1"),
-        "sam validate --lint",
     )
 }

@@ -1,0 +1,96 @@
+//! The checks of the test command besides the suite: tools installed on
+//! demand, the sqlx offline data, the SAM template, the README's commands.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{answers, cargo, pip_install, root, run, step, tool};
+use xtask::services::Postgres;
+
+/// The README's shell commands against their tools' `--help`.
+pub(crate) fn readme_commands() -> Result<()> {
+    step("README commands against their tools' --help", || {
+        let checked = xtask::readme::check(&root())?;
+        eprintln!("    {checked} commands checked");
+        Ok(())
+    })
+}
+
+/// Installs `crate_name` at `version` unless `cargo <subcommand>` runs.
+pub(crate) fn install_cargo_tool(subcommand: &str, crate_name: &str, version: &str) -> Result<()> {
+    let installed = cargo()
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    run(
+        cargo().args(["install", crate_name, "--version", version, "--locked"]),
+        &format!("installing {crate_name}"),
+    )
+}
+
+/// `cargo sqlx prepare --workspace --check`: the committed `.sqlx/` matches
+/// the queries, checked against a freshly migrated database.
+pub(crate) fn sqlx_offline_check(postgres: &Postgres) -> Result<()> {
+    let installed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["sqlx", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !installed {
+        run(
+            cargo().args([
+                "install",
+                "sqlx-cli",
+                "--version",
+                "0.9.0",
+                "--no-default-features",
+                "--features",
+                "postgres,rustls",
+                "--locked",
+            ]),
+            "installing sqlx-cli",
+        )?;
+    }
+    let url = postgres.url("um_sqlx_check");
+    run(
+        cargo()
+            .args(["sqlx", "database", "reset", "-y", "--source", "migrations"])
+            .env("DATABASE_URL", &url),
+        "migrating the sqlx check database",
+    )?;
+    run(
+        cargo()
+            .args([
+                "sqlx",
+                "prepare",
+                "--workspace",
+                "--check",
+                "--",
+                "--all-targets",
+            ])
+            .env("DATABASE_URL", &url),
+        "cargo sqlx prepare --check",
+    )
+}
+
+/// `cfn-lint` and `sam validate --lint` on template.yaml (installed from PyPI if missing).
+pub(crate) fn lint_template() -> Result<()> {
+    if !answers("cfn-lint") || !answers("sam") {
+        pip_install(&["cfn-lint", "aws-sam-cli"])?;
+    }
+    run(
+        tool("cfn-lint").arg("template.yaml"),
+        "cfn-lint template.yaml",
+    )?;
+    run(
+        tool("sam")
+            .args(["validate", "--lint", "--template-file", "template.yaml"])
+            .env("SAM_CLI_TELEMETRY", "0")
+            .env("AWS_DEFAULT_REGION", "eu-west-1"),
+        "sam validate --lint",
+    )
+}
