@@ -1,8 +1,6 @@
 //! The checks of the test command besides the suite: tools installed on
 //! demand, the sqlx offline data, the SAM template, the README's commands.
 
-use std::process::Command;
-
 use anyhow::Result;
 
 use crate::{answers, cargo, pip_install, root, run, step, tool};
@@ -17,44 +15,40 @@ pub(crate) fn readme_commands() -> Result<()> {
     })
 }
 
-/// Installs `crate_name` at `version` unless `cargo <subcommand>` runs.
-pub(crate) fn install_cargo_tool(subcommand: &str, crate_name: &str, version: &str) -> Result<()> {
-    let installed = cargo()
+/// Does `cargo <subcommand> --version` run?
+pub(crate) fn cargo_runs(subcommand: &str) -> bool {
+    cargo()
         .args([subcommand, "--version"])
         .output()
-        .is_ok_and(|o| o.status.success());
-    if installed {
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `cargo install <install>` (the crate first) unless `cargo <subcommand>` runs.
+pub(crate) fn install_cargo_tool(subcommand: &str, install: &[&str]) -> Result<()> {
+    if cargo_runs(subcommand) {
         return Ok(());
     }
     run(
-        cargo().args(["install", crate_name, "--version", version, "--locked"]),
-        &format!("installing {crate_name}"),
+        cargo().arg("install").args(install),
+        &format!("installing {}", install.first().unwrap_or(&subcommand)),
     )
 }
 
 /// `cargo sqlx prepare --workspace --check`: the committed `.sqlx/` matches
 /// the queries, checked against a freshly migrated database.
 pub(crate) fn sqlx_offline_check(postgres: &Postgres) -> Result<()> {
-    let installed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["sqlx", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !installed {
-        run(
-            cargo().args([
-                "install",
-                "sqlx-cli",
-                "--version",
-                "0.9.0",
-                "--no-default-features",
-                "--features",
-                "postgres,rustls",
-                "--locked",
-            ]),
-            "installing sqlx-cli",
-        )?;
-    }
+    install_cargo_tool(
+        "sqlx",
+        &[
+            "sqlx-cli",
+            "--version",
+            "0.9.0",
+            "--no-default-features",
+            "--features",
+            "postgres,rustls",
+            "--locked",
+        ],
+    )?;
     let url = postgres.url("um_sqlx_check");
     run(
         cargo()

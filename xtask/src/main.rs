@@ -148,23 +148,35 @@ fn summary(started: std::time::Instant, junit: &std::path::Path) {
     );
 }
 
+/// `DATABASE_URL`, or the throwaway cluster under `target/dev-postgres`
+/// (port 54329) that `dev`, `watch` and `invoke` share; stop it when done.
+pub(crate) fn dev_database() -> Result<(String, Option<Postgres>)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok((url, None)),
+        _ => {
+            let pg = Postgres::start_throwaway(&perf::target_dir().join("dev-postgres"), 54329)?;
+            Ok((pg.url("postgres"), Some(pg)))
+        }
+    }
+}
+
+/// `cargo run` of the `local` binary (debug build) with `args`: the server,
+/// or one of its modes (`--print-openapi`, `--migrate`, `--dev-key PATH`).
+pub(crate) fn local(args: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--package", "shared", "--bin", "local", "--"])
+        .args(args)
+        .env("SQLX_OFFLINE", "true");
+    cmd
+}
+
 fn dev() -> Result<()> {
     // Ctrl-C reaches the server too (same process group); xtask lives on to
     // stop the database it started.
     ctrlc::set_handler(|| eprintln!("\nstopping…")).context("installing the Ctrl-C handler")?;
-    let (url, pg) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => (url, None),
-        _ => {
-            let pg = Postgres::start_throwaway(&root().join("target/dev-postgres"), 54329)?;
-            (pg.url("postgres"), Some(pg))
-        }
-    };
+    let (url, pg) = dev_database()?;
     eprintln!("==> building and starting the local server (DATABASE_URL={url})");
-    let status = cargo()
-        .args(["run", "--package", "shared", "--bin", "local"])
-        .env("DATABASE_URL", &url)
-        .env("SQLX_OFFLINE", "true")
-        .status();
+    let status = local(&[]).env("DATABASE_URL", &url).status();
     if let Some(pg) = pg {
         pg.stop();
     }
@@ -211,9 +223,12 @@ fn test_steps(extra: &[String]) -> Result<()> {
     )?;
     // Unused dependencies, and licences, bans and sources (deny.toml); both
     // work offline. The advisory check needs the network: a manual step.
-    checks::install_cargo_tool("machete", "cargo-machete", "0.9.2")?;
+    checks::install_cargo_tool(
+        "machete",
+        &["cargo-machete", "--version", "0.9.2", "--locked"],
+    )?;
     run(cargo().arg("machete"), "cargo machete")?;
-    checks::install_cargo_tool("deny", "cargo-deny", "0.20.2")?;
+    checks::install_cargo_tool("deny", &["cargo-deny", "--version", "0.20.2", "--locked"])?;
     run(
         cargo().args(["deny", "check", "licenses", "bans", "sources"]),
         "cargo deny check licenses bans sources",
@@ -223,17 +238,7 @@ fn test_steps(extra: &[String]) -> Result<()> {
     lambda::ensure_cargo_lambda()?;
     checks::readme_commands()?;
 
-    if Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["nextest", "--version"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        run(
-            cargo().args(["install", "cargo-nextest", "--locked"]),
-            "installing cargo-nextest",
-        )?;
-    }
+    checks::install_cargo_tool("nextest", &["cargo-nextest", "--locked"])?;
     // Schemathesis runs against the release local server; the emulator tests
     // run the functions as cargo-lambda builds them for Lambda (`sam build`
     // later finds them built).
@@ -277,18 +282,7 @@ pub(crate) fn step(what: &str, body: impl FnOnce() -> Result<()>) -> Result<()> 
 }
 
 fn openapi() -> Result<()> {
-    let output = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "shared",
-            "--bin",
-            "local",
-            "--",
-            "--print-openapi",
-        ])
-        .env("SQLX_OFFLINE", "true")
+    let output = local(&["--print-openapi"])
         .output()
         .context("running the local binary")?;
     if !output.status.success() {

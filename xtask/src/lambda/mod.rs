@@ -14,8 +14,7 @@ mod walk;
 pub use walk::walk_through;
 
 use crate::perf::target_dir;
-use crate::{cargo, root, run};
-use xtask::services::Postgres;
+use crate::{cargo, dev_database, local, root, run};
 
 /// The function binaries, as `functions/<name>` and the template name them.
 pub const FUNCTIONS: [&str; 4] = ["auth", "users", "admin", "cleanup"];
@@ -52,11 +51,7 @@ pub fn build_functions(functions: &[&str]) -> Result<()> {
 
 /// Installs cargo-lambda from PyPI unless `cargo lambda` already runs.
 pub fn ensure_cargo_lambda() -> Result<()> {
-    let runs = cargo()
-        .args(["lambda", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if runs {
+    if crate::checks::cargo_runs("lambda") {
         return Ok(());
     }
     crate::pip_install(&[CARGO_LAMBDA])
@@ -71,11 +66,7 @@ pub(crate) struct DevEnv {
 impl DevEnv {
     pub(crate) fn prepare(database_url: &str) -> Result<Self> {
         run(
-            cargo()
-                .args(["run", "--quiet", "-p", "shared", "--bin", "local", "--"])
-                .arg("--migrate")
-                .env("DATABASE_URL", database_url)
-                .env("SQLX_OFFLINE", "true"),
+            local(&["--migrate"]).env("DATABASE_URL", database_url),
             "applying the migrations",
         )?;
         let key = match std::env::var("JWT_PRIVATE_KEY_PEM") {
@@ -83,11 +74,7 @@ impl DevEnv {
             _ => {
                 let path = dev_key_path();
                 run(
-                    cargo()
-                        .args(["run", "--quiet", "-p", "shared", "--bin", "local", "--"])
-                        .arg("--dev-key")
-                        .arg(&path)
-                        .env("SQLX_OFFLINE", "true"),
+                    local(&["--dev-key"]).arg(&path),
                     "the development signing key",
                 )?;
                 eprintln!(
@@ -124,17 +111,6 @@ impl DevEnv {
 
 fn dev_key_path() -> PathBuf {
     target_dir().join("lambda-dev/jwt-dev-key.pem")
-}
-
-/// `DATABASE_URL`, or the throwaway cluster `cargo xtask dev` uses.
-fn dev_database() -> Result<(String, Option<Postgres>)> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Ok((url, None)),
-        _ => {
-            let pg = Postgres::start_throwaway(&target_dir().join("dev-postgres"), 54329)?;
-            Ok((pg.url("postgres"), Some(pg)))
-        }
-    }
 }
 
 /// `cargo xtask watch [-P port]`: `cargo lambda watch` on 127.0.0.1 with

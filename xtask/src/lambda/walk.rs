@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{DevEnv, ensure_cargo_lambda, invoke_with, watch_command};
+use super::{DevEnv, invoke_with, watch_command};
 use crate::perf::{fresh_database, target_dir};
 use crate::{cargo, root};
 use xtask::services::Postgres;
@@ -33,7 +33,6 @@ impl Drop for Watch {
 /// xtask invoke` with the sample events), then stopped.
 pub fn walk_through(pg: &Postgres) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    ensure_cargo_lambda()?;
     let url = fresh_database(pg, "um_watch")?;
     let env = DevEnv::prepare(&url)?;
     let port = "9417";
