@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod aws;
 mod bench_smoke;
+mod callers;
 mod catalog;
 mod cleanup;
 mod docs;

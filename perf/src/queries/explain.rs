@@ -21,9 +21,9 @@ pub(super) async fn explain(pool: &PgPool, class: Class, keys: &Keys, i: usize) 
                 .await?
         }
         Class::Caller => {
-            sqlx::query_scalar(by_sql(CALLER_SQL))
-                .bind(pick(&keys.users, i)?.id)
-                .bind(uuid::Uuid::nil())
+            sqlx::query_scalar(by_sql(CALLERS_SQL))
+                .bind(vec![pick(&keys.users, i)?.id])
+                .bind(vec![uuid::Uuid::nil()])
                 .fetch_one(pool)
                 .await?
         }

@@ -17,9 +17,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use shared::db::audit::{self, AuditAction, AuditFilter};
+use shared::db::callers::{self, CALLERS_SQL};
 use shared::db::sessions::{self, FIND_BY_HASH_SQL};
 use shared::db::users::{
-    self, CALLER_SQL, FIND_BY_ID_SQL, FIND_FOR_LOGIN_SQL, ID_BY_EMAIL_SQL, UserCursor, UserFilter,
+    self, FIND_BY_ID_SQL, FIND_FOR_LOGIN_SQL, ID_BY_EMAIL_SQL, UserCursor, UserFilter,
 };
 use shared::domain::UserStatus;
 use shared::http::pagination;
@@ -111,8 +112,8 @@ impl Class {
             Self::ById => ("user by id", "users::find_by_id", "< 5 ms", us(500)),
             Self::ByEmail => ("user by e-mail", "users::id_by_email", "< 5 ms", us(500)),
             Self::Caller => (
-                "caller (auth, every request)",
-                "users::caller",
+                "caller (auth, every request; a batch of one)",
+                "callers::callers",
                 "< 5 ms",
                 us(500),
             ),
@@ -183,11 +184,11 @@ async fn call(pool: &PgPool, class: Class, keys: &Keys, i: usize) -> Result<usiz
                 .await?
                 .is_some(),
         ),
-        Class::Caller => usize::from(
-            users::caller(pool, pick(&keys.users, i)?.id, uuid::Uuid::nil())
-                .await?
-                .is_some(),
-        ),
+        Class::Caller => callers::callers(pool, &[(pick(&keys.users, i)?.id, uuid::Uuid::nil())])
+            .await?
+            .iter()
+            .flatten()
+            .count(),
         Class::LoginByEmail => usize::from(
             users::find_for_login(pool, &pick(&keys.users, i)?.email)
                 .await?

@@ -2,6 +2,8 @@
 //! per aggregate whose functions take `impl PgExecutor` (a pool or a transaction).
 
 pub mod audit;
+pub mod callers;
+pub mod coalesce;
 pub mod logins;
 pub mod one_time_tokens;
 pub mod rate_limits;

@@ -133,67 +133,6 @@ pub async fn mark_email_verified(
     .map_err(taken)
 }
 
-/// What authorisation needs about a caller (or about the target of an
-/// admin's action), read on every request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub status: UserStatus,
-    pub deleted: bool,
-    /// The caller's roles, named by the role catalog at `roles_version`
-    /// (`security::role_catalog`).
-    pub role_ids: Vec<Uuid>,
-    pub roles_version: i64,
-    /// Is the session named by the access token still live (a live,
-    /// unexpired refresh token within the session's absolute lifetime)?
-    pub session_live: bool,
-}
-
-/// The SQL of [`caller`] (for `EXPLAIN` and benchmarks).
-pub const CALLER_SQL: &str = include_str!("../../queries/users/caller.sql");
-
-/// The caller's status, role ids and whether session `session_id` is
-/// live, in one statement (one round trip per authenticated request).
-/// PostgreSQL is the only place revocations live, so none can be forgotten.
-pub async fn caller(
-    conn: impl PgExecutor<'_>,
-    id: Uuid,
-    session_id: Uuid,
-) -> sqlx::Result<Option<Caller>> {
-    sqlx::query_file_as!(Caller, "queries/users/caller.sql", id, session_id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// The caller's own row with what [`caller`] reads: the routes about the
-/// caller themself authorise and answer with one statement.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CallerRow {
-    /// With no role names: the caller fills them from the role catalog.
-    #[sqlx(flatten)]
-    pub user: User,
-    pub role_ids: Vec<Uuid>,
-    pub roles_version: i64,
-    pub session_live: bool,
-}
-
-/// The SQL of [`caller_row`] (`users.*`, as the `User` row reads its
-/// columns by name; checked by the tests of every `/v1/users/me` route, as a
-/// compile-time check cannot see through `#[sqlx(flatten)]`).
-pub const CALLER_ROW_SQL: &str = include_str!("../../queries/users/me.sql");
-
-/// [`caller`] and [`find_by_id`] in one statement.
-pub async fn caller_row(
-    conn: impl PgExecutor<'_>,
-    id: Uuid,
-    session_id: Uuid,
-) -> sqlx::Result<Option<CallerRow>> {
-    sqlx::query_as(CALLER_ROW_SQL)
-        .bind(id)
-        .bind(session_id)
-        .fetch_optional(conn)
-        .await
-}
-
 /// The permissions a user holds through its roles (the privilege rule
 /// compares them with the caller's), soft-deleted users included.
 pub async fn permissions(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<String>> {

@@ -12,7 +12,6 @@ use axum::http::header;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
-use crate::db::users;
 use crate::domain::UserStatus;
 use crate::domain::user::User;
 use crate::error::Error;
@@ -116,9 +115,9 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let claims = claims(parts, state)?;
         for _ in 0..READS {
-            // The primary, not a replica: a revocation must hold from the
-            // moment it commits.
-            let caller = users::caller(&state.db.write, claims.sub, claims.sid)
+            let caller = state
+                .callers
+                .caller(claims.sub, claims.sid)
                 .await?
                 .ok_or(Error::Unauthorized)?;
             admit(state, caller.deleted, caller.status, caller.session_live)?;
@@ -155,7 +154,9 @@ impl FromRequestParts<AppState> for Me {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let claims = claims(parts, state)?;
         for _ in 0..READS {
-            let row = users::caller_row(&state.db.write, claims.sub, claims.sid)
+            let row = state
+                .callers
+                .caller_row(claims.sub, claims.sid)
                 .await?
                 .ok_or(Error::Unauthorized)?;
             admit(

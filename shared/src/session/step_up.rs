@@ -3,8 +3,8 @@
 //! user, counted toward the login lockout, and everything re-checked under
 //! the user's row lock in the change's own transaction.
 
+use crate::db::callers;
 use crate::db::logins::{self, Attempt};
-use crate::db::users;
 use crate::domain::Password;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
@@ -75,7 +75,7 @@ pub async fn step_up(
     {
         return Err(Error::AccountDisabled);
     }
-    let live = users::caller(&mut *tx, auth.user_id, auth.session_id)
+    let live = callers::caller(&mut *tx, auth.user_id, auth.session_id)
         .await?
         .is_some_and(|c| c.session_live);
     if !live {

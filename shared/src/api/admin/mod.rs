@@ -76,7 +76,7 @@ async fn begin_change<P: Permission>(
 ) -> Result<Tx> {
     let mut tx = state.db.write.begin().await?;
     db::roles::lock_privileges(&mut *tx).await?;
-    let now = db::users::caller(&mut *tx, caller.user_id, caller.session_id)
+    let now = db::callers::caller(&mut *tx, caller.user_id, caller.session_id)
         .await?
         .filter(|c| !c.deleted)
         .ok_or(Error::Unauthorized)?;
