@@ -332,3 +332,22 @@ async fn cold_starts_are_measured(pool: PgPool) {
         times[2].as_secs_f64() * 1000.0
     );
 }
+
+/// Every function binary as it ships (`cargo lambda build --release`, as
+/// `sam build` runs it, when `LAMBDA_BIN_DIR` names its output) stays under
+/// 10 MB: the Lambda package, and with it the cold start, grow with it.
+#[test]
+fn every_function_binary_is_under_10_mb() {
+    const LIMIT: u64 = 10_000_000;
+    for name in ["auth", "users", "admin", "cleanup"] {
+        let path = tests::emulator::binary(name);
+        let size = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        assert!(
+            size < LIMIT,
+            "{}: {size} bytes, over {LIMIT}",
+            path.display()
+        );
+    }
+}

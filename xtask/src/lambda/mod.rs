@@ -23,8 +23,9 @@ pub const FUNCTIONS: [&str; 4] = ["auth", "users", "admin", "cleanup"];
 const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
 
 /// Where `cargo lambda build --release` leaves the function binaries, as
-/// `<function>/bootstrap` (built for x86_64-unknown-linux-gnu with its own
-/// release flags, `-C target-cpu=haswell`: a target directory of its own).
+/// `<function>/bootstrap` (built with `--target x86_64-unknown-linux-gnu`:
+/// a target directory of its own; the workspace's release profile as is,
+/// `disable_optimizations` in Cargo.toml).
 pub fn release_dir() -> PathBuf {
     target_dir().join("lambda")
 }
