@@ -46,8 +46,10 @@ impl UserStatus {
     }
 }
 
-/// A user row with its role names, as the data layer returns it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A user row with its role names, as the data layer returns it. Its
+/// `Debug` leaves out the password hash, so no log line or panic message can
+/// carry it.
+#[derive(Clone, sqlx::FromRow)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -72,6 +74,26 @@ pub struct User {
     pub gdpr_consent_at: Option<DateTime<Utc>>,
     pub data_retention_until: Option<NaiveDate>,
     pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("password_hash", &"[redacted]")
+            .field("password_changed_at", &self.password_changed_at)
+            .field("failed_login_attempts", &self.failed_login_attempts)
+            .field("locked_until", &self.locked_until)
+            .field("status", &self.status)
+            .field("is_email_verified", &self.is_email_verified)
+            .field("created_at", &self.created_at)
+            .field("last_login_at", &self.last_login_at)
+            .field("deleted_at", &self.deleted_at)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The user as the user themself (or a `users:read` caller) sees it.
@@ -142,5 +164,44 @@ impl From<&User> for AdminUserView {
             gdpr_consent_at: u.gdpr_consent_at,
             data_retention_until: u.data_retention_until,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_carries_the_password_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+        let now = Utc::now();
+        let user = User {
+            id: Uuid::nil(),
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            password_hash: hash.into(),
+            password_changed_at: None,
+            failed_login_attempts: 0,
+            locked_until: None,
+            first_name: None,
+            last_name: None,
+            phone_number: None,
+            date_of_birth: None,
+            profile_picture_url: None,
+            bio: None,
+            status: UserStatus::Active,
+            is_email_verified: true,
+            is_phone_verified: false,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+            deleted_at: None,
+            gdpr_consent_at: None,
+            data_retention_until: None,
+            roles: vec!["user".into()],
+        };
+        let shown = format!("{user:?} {user:#?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        assert!(shown.contains("alice") && shown.contains("[redacted]"));
     }
 }
