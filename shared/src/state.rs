@@ -62,7 +62,11 @@ impl AppState {
         )?;
         let hasher = PasswordHasher::new(config.argon2)?;
         let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
-        let callers = Lookups::new(&db.write, caller_batches(&config));
+        let callers = Lookups::new(
+            &db.write,
+            caller_batches(&config),
+            config.db_statement_timeout,
+        );
         Ok(Self {
             callers,
             config: Arc::new(config),
@@ -76,13 +80,14 @@ impl AppState {
     }
 }
 
-/// How many caller batches of each kind may run at once. Fewer in flight
-/// means larger batches: on 2 cores with 32 clients, `GET /v1/users/me`
-/// answered 27.5, 26.0 and 23.8 thousand requests/s with 1, 2 and 4
-/// (BENCHMARKS.md). Two, so one slow batch does not hold up every
-/// authenticated request, and never more than half the pool (a Lambda
-/// container's pool of 2 runs one; it serves one request at a time anyway).
+/// How many caller batches of each kind (the caller alone, the caller with
+/// their row) may run at once. Fewer in flight means larger batches: on 2
+/// cores with 32 clients, `GET /v1/users/me` answered 27.5, 26.0 and 23.8
+/// thousand requests/s with 1, 2 and 4 (BENCHMARKS.md). Two, so one slow
+/// batch does not hold up every authenticated request, and the two kinds
+/// together never hold more than half the pool (a Lambda container's pool of
+/// 2 runs one of each; it serves one request at a time anyway).
 fn caller_batches(config: &Config) -> usize {
     const IN_FLIGHT: usize = 2;
-    IN_FLIGHT.min(config.db_max_connections as usize / 2).max(1)
+    IN_FLIGHT.min(config.db_max_connections as usize / 4).max(1)
 }

@@ -124,7 +124,7 @@ async fn concurrent_look_ups_each_get_their_own_caller(pool: PgPool) {
         let (user, _) = app.signed_in(&format!("crowd_{i}")).await;
         keys.push((user.id, session_of(&app.pool, user.id).await, user.username));
     }
-    let lookups = Lookups::new(&app.pool, 1);
+    let lookups = Lookups::new(&app.pool, 1, std::time::Duration::from_secs(5));
     let answers = futures::future::join_all(keys.iter().cycle().take(60).map(|(id, sid, _)| {
         let lookups = lookups.clone();
         async move { lookups.caller_row(*id, *sid).await }

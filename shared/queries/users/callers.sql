@@ -1,7 +1,7 @@
 -- caller.sql for a batch of requests: key n of the arrays ($1 user ids,
--- $2 session ids) answers as row n, or not at all when that user does not
+-- $2 session ids) answers as the row with batch_pos n (and its id), or not at all when that user does not
 -- exist (db::users::callers).
-SELECT k.n AS "n!", status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!",
+SELECT k.n AS "batch_pos!", u.id, status AS "status: UserStatus", deleted_at IS NOT NULL AS "deleted!",
        ARRAY(SELECT role_id FROM user_roles ur WHERE ur.user_id = u.id) AS "role_ids!",
        (SELECT version FROM role_catalog) AS "roles_version!",
        EXISTS (SELECT 1 FROM refresh_tokens t

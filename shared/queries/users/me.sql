@@ -1,7 +1,7 @@
 -- The callers of a batch of requests with their own rows: key n of the
--- arrays ($1 user ids, $2 session ids) answers as row n, or not at all
+-- arrays ($1 user ids, $2 session ids) answers as the row with batch_pos n, or not at all
 -- when that user does not exist (db::users::caller_rows).
-SELECT k.n, u.*,
+SELECT k.n AS batch_pos, u.*,
        -- Filled from the role catalog (shared/src/security/role_catalog.rs).
        '{}'::text[] AS roles,
        ARRAY(SELECT role_id FROM user_roles ur WHERE ur.user_id = u.id) AS role_ids,

@@ -58,7 +58,7 @@ pub async fn callers(
         .fetch_all(conn)
         .await?;
     Ok(by_position(
-        keys.len(),
+        keys,
         rows.into_iter().map(|r| {
             let caller = Caller {
                 status: r.status,
@@ -67,7 +67,7 @@ pub async fn callers(
                 roles_version: r.roles_version,
                 session_live: r.session_live,
             };
-            (r.n, caller)
+            (r.batch_pos, r.id, caller)
         }),
     ))
 }
@@ -92,7 +92,7 @@ pub const CALLER_ROWS_SQL: &str = include_str!("../../queries/users/me.sql");
 /// A row of a batched statement with its key's position (1-based).
 #[derive(sqlx::FromRow)]
 struct Numbered<T> {
-    n: i64,
+    batch_pos: i64,
     #[sqlx(flatten)]
     row: T,
 }
@@ -109,22 +109,26 @@ pub async fn caller_rows(
         .fetch_all(conn)
         .await?;
     Ok(by_position(
-        keys.len(),
-        rows.into_iter().map(|r| (r.n, r.row)),
+        keys,
+        rows.into_iter()
+            .map(|r| (r.batch_pos, r.row.user.id, r.row)),
     ))
 }
 
-/// `len` answers, each numbered row at its position (1-based), `None`
-/// where no row came.
-fn by_position<T>(len: usize, rows: impl IntoIterator<Item = (i64, T)>) -> Vec<Option<T>> {
-    let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(len).collect();
-    for (n, row) in rows {
-        let slot = usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| out.get_mut(i));
-        if let Some(slot) = slot {
-            *slot = Some(row);
+/// One answer per key: each numbered row (position 1-based, user id) at
+/// its position, `None` where no row came. A row whose user is not its
+/// key's is dropped, never handed to another request (it cannot happen
+/// with the statements as written; this keeps a future edit from making it).
+fn by_position<T>(
+    keys: &[CallerKey],
+    rows: impl IntoIterator<Item = (i64, Uuid, T)>,
+) -> Vec<Option<T>> {
+    let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
+    for (n, id, row) in rows {
+        let at = usize::try_from(n).ok().and_then(|n| n.checked_sub(1));
+        match at.and_then(|i| Some((keys.get(i)?, out.get_mut(i)?))) {
+            Some(((key, _), slot)) if *key == id => *slot = Some(row),
+            _ => tracing::error!(position = n, "a batched caller row did not match its key"),
         }
     }
     out
@@ -133,6 +137,9 @@ fn by_position<T>(len: usize, rows: impl IntoIterator<Item = (i64, T)>) -> Vec<O
 /// The largest batch: 64 keys keep the statement's arrays small and its
 /// plan a nested loop over primary-key look-ups.
 const MAX_BATCH: usize = 64;
+
+/// A batch's deadline beyond the pool's wait and the statement's limit.
+const MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The coalesced caller look-ups of a process, on the primary (a revocation
 /// must hold from the moment it commits, so never a replica).
@@ -143,18 +150,36 @@ pub struct Lookups {
 }
 
 impl Lookups {
-    /// At most `max_in_flight` batches of each kind at once.
-    pub fn new(pool: &PgPool, max_in_flight: usize) -> Self {
+    /// At most `max_in_flight` batches of each kind at once; a batch is
+    /// given up after the pool's acquire timeout plus `statement_timeout`
+    /// and a margin (503).
+    pub fn new(
+        pool: &PgPool,
+        max_in_flight: usize,
+        statement_timeout: std::time::Duration,
+    ) -> Self {
+        let deadline = pool.options().get_acquire_timeout() + statement_timeout + MARGIN;
         let (p1, p2) = (pool.clone(), pool.clone());
         Self {
-            callers: Coalescer::new(max_in_flight, MAX_BATCH, move |keys: Vec<CallerKey>| {
-                let pool = p1.clone();
-                Box::pin(async move { callers(&pool, &keys).await }) as BatchFuture<Caller>
-            }),
-            rows: Coalescer::new(max_in_flight, MAX_BATCH, move |keys: Vec<CallerKey>| {
-                let pool = p2.clone();
-                Box::pin(async move { caller_rows(&pool, &keys).await }) as BatchFuture<CallerRow>
-            }),
+            callers: Coalescer::new(
+                max_in_flight,
+                MAX_BATCH,
+                deadline,
+                move |keys: Vec<CallerKey>| {
+                    let pool = p1.clone();
+                    Box::pin(async move { callers(&pool, &keys).await }) as BatchFuture<Caller>
+                },
+            ),
+            rows: Coalescer::new(
+                max_in_flight,
+                MAX_BATCH,
+                deadline,
+                move |keys: Vec<CallerKey>| {
+                    let pool = p2.clone();
+                    Box::pin(async move { caller_rows(&pool, &keys).await })
+                        as BatchFuture<CallerRow>
+                },
+            ),
         }
     }
 
@@ -170,5 +195,28 @@ impl Lookups {
         session_id: Uuid,
     ) -> Result<Option<CallerRow>, crate::Error> {
         self.rows.get((id, session_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_reaches_only_the_key_it_belongs_to() {
+        let (a, b, s) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let keys = [(a, s), (b, s), (a, s)];
+        let rows = [
+            (1, b, "b's row at a's position"),
+            (2, b, "b"),
+            (3, a, "a again"),
+            (0, a, "position 0"),
+            (4, a, "past the end"),
+            (-1, a, "negative"),
+        ];
+        assert_eq!(
+            by_position(&keys, rows),
+            vec![None, Some("b"), Some("a again")]
+        );
     }
 }

@@ -14,11 +14,16 @@
 //! the request is seen as with one statement per request.
 //!
 //! The batches run in their own tasks, so a request dropped by its client
-//! (its future cancelled) cannot strand the requests queued behind it.
+//! (its future cancelled) cannot strand the requests queued behind it. Every
+//! batch has a deadline and every look-up one of twice that, so a database
+//! that stops answering turns into 503s, never into requests that wait for
+//! ever; and the queue is bounded (beyond it, 503 at once).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -27,7 +32,12 @@ use crate::error::Error;
 /// What a batch answers: one value (or none) per key, in the keys' order.
 pub type BatchFuture<V> = Pin<Box<dyn Future<Output = sqlx::Result<Vec<Option<V>>>> + Send>>;
 
-type Batch<K, V> = Vec<(K, oneshot::Sender<Result<Option<V>, Failure>>)>;
+type Reply<V> = oneshot::Sender<Result<Option<V>, Failure>>;
+type Batch<K, V> = Vec<(K, Reply<V>)>;
+
+/// How many look-ups may wait, in batches: beyond `max_in_flight ×
+/// max_batch × QUEUED_BATCHES` a look-up is refused with 503 at once.
+const QUEUED_BATCHES: usize = 8;
 
 /// Look-ups by `K` answered in batches by `run`.
 pub struct Coalescer<K, V> {
@@ -47,6 +57,7 @@ impl<K, V> std::fmt::Debug for Coalescer<K, V> {
         f.debug_struct("Coalescer")
             .field("max_in_flight", &self.shared.max_in_flight)
             .field("max_batch", &self.shared.max_batch)
+            .field("deadline", &self.shared.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -56,15 +67,16 @@ struct Shared<K, V> {
     queue: Mutex<Queue<K, V>>,
     max_in_flight: usize,
     max_batch: usize,
+    deadline: Duration,
 }
 
 struct Queue<K, V> {
-    waiting: Batch<K, V>,
+    waiting: VecDeque<(K, Reply<V>)>,
     in_flight: usize,
 }
 
-/// Why a batch failed, given to each look-up in it (the database error is
-/// logged once per request by the error mapping, never sent to a client).
+/// Why a batch failed, given to each look-up in it (the database error
+/// itself is logged once per batch; no client ever sees either).
 #[derive(Debug, Clone)]
 struct Failure {
     unavailable: bool,
@@ -82,33 +94,47 @@ impl From<Failure> for Error {
     }
 }
 
+impl Failure {
+    fn unavailable(message: &str) -> Self {
+        Self {
+            unavailable: true,
+            message: message.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Failure {
     fn from(err: sqlx::Error) -> Self {
-        let message: Arc<str> = err.to_string().into();
+        tracing::error!(error = ?err, "a batch of look-ups failed");
+        let unavailable = matches!(Error::from(err), Error::Unavailable(_));
         Self {
-            unavailable: matches!(Error::from(err), Error::Unavailable(_)),
-            message,
+            unavailable,
+            message: "a batch of look-ups failed (logged above)".into(),
         }
     }
 }
 
 impl<K: Send + 'static, V: Send + 'static> Coalescer<K, V> {
     /// At most `max_in_flight` batches (each holds one pooled connection)
-    /// of at most `max_batch` keys; `run` answers one batch.
+    /// of at most `max_batch` keys, each given up after `deadline` (the
+    /// pool's acquire timeout plus the statement timeout, and a margin);
+    /// `run` answers one batch.
     pub fn new(
         max_in_flight: usize,
         max_batch: usize,
+        deadline: Duration,
         run: impl Fn(Vec<K>) -> BatchFuture<V> + Send + Sync + 'static,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 run: Box::new(run),
                 queue: Mutex::new(Queue {
-                    waiting: Vec::new(),
+                    waiting: VecDeque::new(),
                     in_flight: 0,
                 }),
                 max_in_flight: max_in_flight.max(1),
                 max_batch: max_batch.max(1),
+                deadline,
             }),
         }
     }
@@ -117,86 +143,118 @@ impl<K: Send + 'static, V: Send + 'static> Coalescer<K, V> {
     pub async fn get(&self, key: K) -> Result<Option<V>, Error> {
         let (reply, answer) = oneshot::channel();
         let start = {
-            let mut queue = self.shared.lock();
-            queue.waiting.push((key, reply));
-            if queue.in_flight < self.shared.max_in_flight {
+            let shared = &self.shared;
+            let mut queue = shared.lock();
+            let limit = shared.max_in_flight * shared.max_batch * QUEUED_BATCHES;
+            if queue.waiting.len() >= limit {
+                return Err(Failure::unavailable("too many look-ups waiting").into());
+            }
+            queue.waiting.push_back((key, reply));
+            if queue.in_flight < shared.max_in_flight {
                 queue.in_flight += 1;
-                Some(self.shared.take(&mut queue))
+                let slot = Slot {
+                    shared: Arc::clone(shared),
+                    held: true,
+                };
+                Some((slot, shared.take(&mut queue)))
             } else {
                 None
             }
         };
-        if let Some(batch) = start {
-            tokio::spawn(Arc::clone(&self.shared).drain(batch));
+        if let Some((slot, batch)) = start {
+            tokio::spawn(slot.drain(batch));
         }
-        match answer.await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::internal(anyhow::anyhow!(
+        // The batch running now, then this look-up's own.
+        match tokio::time::timeout(self.shared.deadline * 2, answer).await {
+            Ok(Ok(result)) => result.map_err(Error::from),
+            Ok(Err(_)) => Err(Error::internal(anyhow::anyhow!(
                 "a batch of look-ups ended without answering"
             ))),
+            Err(_) => Err(Failure::unavailable("no batch answered in time").into()),
         }
     }
 }
 
-impl<K: Send + 'static, V: Send + 'static> Shared<K, V> {
+impl<K, V> Shared<K, V> {
     fn lock(&self) -> MutexGuard<'_, Queue<K, V>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The oldest `max_batch` waiting look-ups.
+    /// The oldest `max_batch` look-ups whose requests still wait.
     fn take(&self, queue: &mut Queue<K, V>) -> Batch<K, V> {
-        let n = queue.waiting.len().min(self.max_batch);
-        queue.waiting.drain(..n).collect()
+        let mut batch = Vec::with_capacity(queue.waiting.len().min(self.max_batch));
+        while batch.len() < self.max_batch {
+            let Some((key, reply)) = queue.waiting.pop_front() else {
+                break;
+            };
+            if !reply.is_closed() {
+                batch.push((key, reply));
+            }
+        }
+        batch
     }
+}
 
+/// One of the `max_in_flight` batch slots, taken in [`Coalescer::get`] and
+/// given back when its task ends, however it ends.
+struct Slot<K, V> {
+    shared: Arc<Shared<K, V>>,
+    held: bool,
+}
+
+impl<K: Send + 'static, V: Send + 'static> Slot<K, V> {
     /// Runs `batch`, then whatever queued meanwhile, until nothing waits.
-    async fn drain(self: Arc<Self>, mut batch: Batch<K, V>) {
-        // Gives the slot back if this task ends early (a panic in `run`).
-        let mut slot = Slot {
-            shared: &self,
-            held: true,
-        };
+    async fn drain(mut self, mut batch: Batch<K, V>) {
         loop {
             let (keys, replies): (Vec<K>, Vec<_>) = batch.into_iter().unzip();
-            match (self.run)(keys).await {
-                Ok(values) => {
+            let outcome = if keys.is_empty() {
+                Ok(Ok(Vec::new()))
+            } else {
+                tokio::time::timeout(self.shared.deadline, (self.shared.run)(keys)).await
+            };
+            match outcome {
+                Ok(Ok(values)) => {
                     // A look-up whose request was dropped no longer listens.
                     for (reply, value) in replies.into_iter().zip(values) {
                         let _ = reply.send(Ok(value));
                     }
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     let failure = Failure::from(err);
                     for reply in replies {
                         let _ = reply.send(Err(failure.clone()));
                     }
                 }
+                Err(_) => {
+                    let failure = Failure::unavailable("a batch of look-ups timed out");
+                    for reply in replies {
+                        let _ = reply.send(Err(failure.clone()));
+                    }
+                }
             }
-            let mut queue = self.lock();
+            let mut queue = self.shared.lock();
             if queue.waiting.is_empty() {
                 queue.in_flight -= 1;
-                slot.held = false;
+                self.held = false;
                 return;
             }
-            batch = self.take(&mut queue);
+            batch = self.shared.take(&mut queue);
         }
     }
 }
 
-struct Slot<'a, K, V> {
-    shared: &'a Shared<K, V>,
-    held: bool,
-}
-
-impl<K, V> Drop for Slot<'_, K, V> {
+impl<K, V> Drop for Slot<K, V> {
+    /// A task that ended early (a panic, a runtime shutting down) gives its
+    /// slot back; when no other batch runs, the look-ups still queued fail
+    /// at once (their answers' senders dropped) instead of waiting for a
+    /// batch that might never start.
     fn drop(&mut self) {
         if self.held {
-            let mut queue = self
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self.shared.lock();
             queue.in_flight -= 1;
+            if queue.in_flight == 0 {
+                queue.waiting.clear();
+            }
         }
     }
 }
@@ -207,6 +265,8 @@ mod tests {
 
     use super::*;
 
+    const DEADLINE: Duration = Duration::from_secs(5);
+
     /// A coalescer whose batches double their keys after `delay`, counting
     /// batches and the largest one.
     fn doubling(
@@ -216,7 +276,7 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let largest = Arc::new(AtomicUsize::new(0));
         let (b, l) = (Arc::clone(&batches), Arc::clone(&largest));
-        let coalescer = Coalescer::new(max_in_flight, 8, move |keys: Vec<u32>| {
+        let coalescer = Coalescer::new(max_in_flight, 8, DEADLINE, move |keys: Vec<u32>| {
             b.fetch_add(1, Ordering::SeqCst);
             l.fetch_max(keys.len(), Ordering::SeqCst);
             Box::pin(async move {
@@ -288,14 +348,62 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_each_look_up_in_it_as_the_error_maps() {
-        let c: Coalescer<u32, u32> = Coalescer::new(1, 8, |_keys| {
+        let c: Coalescer<u32, u32> = Coalescer::new(1, 8, DEADLINE, |_keys| {
             Box::pin(async { Err(sqlx::Error::PoolTimedOut) }) as BatchFuture<u32>
         });
         let err = c.get(1).await.expect_err("failed batch");
         assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
-        let c: Coalescer<u32, u32> = Coalescer::new(1, 8, |_keys| {
+        let c: Coalescer<u32, u32> = Coalescer::new(1, 8, DEADLINE, |_keys| {
             Box::pin(async { Err(sqlx::Error::Protocol("bad".into())) }) as BatchFuture<u32>
         });
         assert!(matches!(c.get(1).await, Err(Error::Internal(_))));
+    }
+
+    /// A batch that never ends (a connection lost without a word): its
+    /// look-ups fail as unavailable after the deadline, and later ones run.
+    #[tokio::test]
+    async fn a_batch_that_never_answers_turns_into_503s() {
+        let stuck = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let s = Arc::clone(&stuck);
+        let c: Coalescer<u32, u32> =
+            Coalescer::new(1, 8, Duration::from_millis(50), move |keys: Vec<u32>| {
+                let stuck = s.load(Ordering::SeqCst);
+                Box::pin(async move {
+                    if stuck {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(keys.into_iter().map(Some).collect())
+                }) as BatchFuture<u32>
+            });
+        let waited = tokio::time::timeout(Duration::from_secs(5), c.get(1)).await;
+        assert!(
+            matches!(waited, Ok(Err(Error::Unavailable(_)))),
+            "{waited:?}"
+        );
+        stuck.store(false, Ordering::SeqCst);
+        assert_eq!(c.get(2).await.expect("answer"), Some(2));
+    }
+
+    /// Beyond the bounded queue a look-up is refused at once.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let c: Coalescer<u32, u32> = Coalescer::new(1, 1, DEADLINE, |_keys| {
+            Box::pin(std::future::pending()) as BatchFuture<u32>
+        });
+        let waiting: Vec<_> = (0..=QUEUED_BATCHES as u32)
+            .map(|k| {
+                let c = c.clone();
+                tokio::spawn(async move { c.get(k).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = tokio::time::timeout(Duration::from_secs(1), c.get(99)).await;
+        assert!(
+            matches!(refused, Ok(Err(Error::Unavailable(_)))),
+            "{refused:?}"
+        );
+        for task in waiting {
+            task.abort();
+        }
     }
 }
