@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::error::Error;
 
@@ -33,7 +34,10 @@ use crate::error::Error;
 pub type BatchFuture<V> = Pin<Box<dyn Future<Output = sqlx::Result<Vec<Option<V>>>> + Send>>;
 
 type Reply<V> = oneshot::Sender<Result<Option<V>, Failure>>;
-type Batch<K, V> = Vec<(K, Reply<V>)>;
+/// A queued look-up: its key, where its answer goes, and its request's span
+/// (a batch's statements are logged in the span of its first request).
+type Waiting<K, V> = (K, Reply<V>, tracing::Span);
+type Batch<K, V> = Vec<Waiting<K, V>>;
 
 /// How many look-ups may wait, in batches: beyond `max_in_flight ×
 /// max_batch × QUEUED_BATCHES` a look-up is refused with 503 at once.
@@ -71,7 +75,7 @@ struct Shared<K, V> {
 }
 
 struct Queue<K, V> {
-    waiting: VecDeque<(K, Reply<V>)>,
+    waiting: VecDeque<Waiting<K, V>>,
     in_flight: usize,
 }
 
@@ -149,7 +153,9 @@ impl<K: Send + 'static, V: Send + 'static> Coalescer<K, V> {
             if queue.waiting.len() >= limit {
                 return Err(Failure::unavailable("too many look-ups waiting").into());
             }
-            queue.waiting.push_back((key, reply));
+            queue
+                .waiting
+                .push_back((key, reply, tracing::Span::current()));
             if queue.in_flight < shared.max_in_flight {
                 queue.in_flight += 1;
                 let slot = Slot {
@@ -184,11 +190,11 @@ impl<K, V> Shared<K, V> {
     fn take(&self, queue: &mut Queue<K, V>) -> Batch<K, V> {
         let mut batch = Vec::with_capacity(queue.waiting.len().min(self.max_batch));
         while batch.len() < self.max_batch {
-            let Some((key, reply)) = queue.waiting.pop_front() else {
+            let Some(waiting) = queue.waiting.pop_front() else {
                 break;
             };
-            if !reply.is_closed() {
-                batch.push((key, reply));
+            if !waiting.1.is_closed() {
+                batch.push(waiting);
             }
         }
         batch
@@ -206,33 +212,42 @@ impl<K: Send + 'static, V: Send + 'static> Slot<K, V> {
     /// Runs `batch`, then whatever queued meanwhile, until nothing waits.
     async fn drain(mut self, mut batch: Batch<K, V>) {
         loop {
-            let (keys, replies): (Vec<K>, Vec<_>) = batch.into_iter().unzip();
+            let span = batch
+                .first()
+                .map_or_else(tracing::Span::none, |(_, _, span)| span.clone());
+            let (keys, replies): (Vec<K>, Vec<_>) = batch
+                .into_iter()
+                .map(|(key, reply, _)| (key, reply))
+                .unzip();
             let outcome = if keys.is_empty() {
                 Ok(Ok(Vec::new()))
             } else {
-                tokio::time::timeout(self.shared.deadline, (self.shared.run)(keys)).await
+                let run = (self.shared.run)(keys).instrument(span);
+                tokio::time::timeout(self.shared.deadline, run).await
             };
-            match outcome {
+            let failure = match outcome {
                 Ok(Ok(values)) => {
                     // A look-up whose request was dropped no longer listens.
                     for (reply, value) in replies.into_iter().zip(values) {
                         let _ = reply.send(Ok(value));
                     }
+                    None
                 }
-                Ok(Err(err)) => {
-                    let failure = Failure::from(err);
-                    for reply in replies {
-                        let _ = reply.send(Err(failure.clone()));
-                    }
-                }
-                Err(_) => {
-                    let failure = Failure::unavailable("a batch of look-ups timed out");
-                    for reply in replies {
-                        let _ = reply.send(Err(failure.clone()));
-                    }
+                Ok(Err(err)) => Some(fail_all(replies, Failure::from(err))),
+                Err(_) => Some(fail_all(
+                    replies,
+                    Failure::unavailable("a batch of look-ups timed out"),
+                )),
+            };
+            let mut queue = self.shared.lock();
+            // The database is unreachable or too slow: what queued meanwhile
+            // would wait for the same outcome, batch after batch; it is
+            // answered 503 now, as it would have been on its own.
+            if let Some(failure) = failure.filter(|f| f.unavailable) {
+                for (_, reply, _) in queue.waiting.drain(..) {
+                    let _ = reply.send(Err(failure.clone()));
                 }
             }
-            let mut queue = self.shared.lock();
             if queue.waiting.is_empty() {
                 queue.in_flight -= 1;
                 self.held = false;
@@ -241,6 +256,14 @@ impl<K: Send + 'static, V: Send + 'static> Slot<K, V> {
             batch = self.shared.take(&mut queue);
         }
     }
+}
+
+/// Answers each of `replies` with `failure`, and hands it back.
+fn fail_all<V>(replies: Vec<Reply<V>>, failure: Failure) -> Failure {
+    for reply in replies {
+        let _ = reply.send(Err(failure.clone()));
+    }
+    failure
 }
 
 impl<K, V> Drop for Slot<K, V> {
@@ -405,5 +428,35 @@ mod tests {
         for task in waiting {
             task.abort();
         }
+    }
+
+    /// Look-ups queued behind a batch that finds the database unreachable
+    /// fail with it, not one batch (one connect timeout) later each.
+    #[tokio::test]
+    async fn an_outage_fails_the_queue_with_the_batch_that_found_it() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let b = Arc::clone(&batches);
+        let c: Coalescer<u32, u32> = Coalescer::new(1, 1, DEADLINE, move |_keys| {
+            b.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(sqlx::Error::PoolTimedOut)
+            }) as BatchFuture<u32>
+        });
+        let tasks: Vec<_> = (0..5u32)
+            .map(|k| {
+                let c = c.clone();
+                tokio::spawn(async move { c.get(k).await })
+            })
+            .collect();
+        for task in tasks {
+            let answer = task.await.expect("task");
+            assert!(matches!(answer, Err(Error::Unavailable(_))), "{answer:?}");
+        }
+        assert_eq!(
+            batches.load(Ordering::SeqCst),
+            1,
+            "one batch found the outage"
+        );
     }
 }
