@@ -55,3 +55,33 @@ async fn unknown_account_and_wrong_password_take_the_same_time(pool: PgPool) {
     assert!(unknown_m > Duration::from_millis(5), "{unknown_m:?}");
     assert!(gap < 0.10, "medians differ by {:.1} %", gap * 100.0);
 }
+
+/// A forgot-password answer does not tell a known address from an unknown
+/// one by its timing: both wait out the same floor, within which the known
+/// address's token and mail are done (the mail is there once it answers).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn forgot_password_answers_known_and_unknown_addresses_after_the_same_floor(pool: PgPool) {
+    use shared::api::auth::FORGOT_ANSWER_FLOOR;
+    let app = TestApp::with_config(pool, &[("RATE_LIMIT_PER_MINUTE", "100")]);
+    let alice = app.register("alice").await;
+    for email in [alice.email.as_str(), "nobody-here@example.com"] {
+        let started = Instant::now();
+        let response = app
+            .post("/v1/auth/password/forgot", json!({ "email": email }))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(response.status, 202, "{}", response.body);
+        assert!(
+            took >= FORGOT_ANSWER_FLOOR,
+            "{email}: answered after {took:?}, before the floor"
+        );
+    }
+    assert_eq!(
+        app.mails_to(&alice.email)
+            .iter()
+            .filter(|m| m["text"].as_str().unwrap_or("").contains("reset-password?token="))
+            .count(),
+        1,
+        "the known address's mail was sent before the answer"
+    );
+}

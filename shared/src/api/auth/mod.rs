@@ -4,6 +4,7 @@
 
 pub(crate) mod email;
 pub(crate) mod password;
+pub use password::FORGOT_ANSWER_FLOOR;
 pub(crate) mod register;
 pub(crate) mod session;
 pub(crate) mod well_known;

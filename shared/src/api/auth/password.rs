@@ -55,15 +55,31 @@ pub(crate) async fn forgot_password(
     rate_limit::hit(&state, Limit::PasswordForgot, &client(&meta)).await?;
     let email = Email::parse(&body.email).map_err(|m| Error::field("email", m))?;
     rate_limit::hit(&state, Limit::PasswordForgotEmail, email.as_str()).await?;
+    let answer_at = tokio::time::Instant::now() + FORGOT_ANSWER_FLOOR;
+    let sent = reset_if_known(&state, &meta, &email).await;
+    tokio::time::sleep_until(answer_at).await;
+    sent.map(|()| StatusCode::ACCEPTED)
+}
+
+/// How long every accepted forgot-password request takes at least. The work
+/// for a known address (a token, its audit row, the mail) is done within
+/// it, and an unknown address waits it out too, so the time to answer does
+/// not tell whether an account uses the address (OWASP Forgot Password cheat
+/// sheet: a uniform response time). The mail is sent before the answer, not
+/// after it: a Lambda container may be frozen once it has answered.
+pub const FORGOT_ANSWER_FLOOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The reset token and its mail, when an account uses `email`.
+async fn reset_if_known(state: &AppState, meta: &RequestMeta, email: &Email) -> Result<()> {
     let Some((user_id, _status)) = users::id_by_email(&state.db.write, email.as_str()).await?
     else {
-        return Ok(StatusCode::ACCEPTED);
+        return Ok(());
     };
-    if let Some(token) = issue_reset(&state, &meta, user_id, &email).await? {
+    if let Some(token) = issue_reset(state, meta, user_id, email).await? {
         let mail = templates::password_reset(&state.config, email.as_str(), &token);
         state.mailer.deliver(mail).await;
     }
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
 #[utoipa::path(
