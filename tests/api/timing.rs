@@ -79,7 +79,10 @@ async fn forgot_password_answers_known_and_unknown_addresses_after_the_same_floo
     assert_eq!(
         app.mails_to(&alice.email)
             .iter()
-            .filter(|m| m["text"].as_str().unwrap_or("").contains("reset-password?token="))
+            .filter(|m| m["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("reset-password?token="))
             .count(),
         1,
         "the known address's mail was sent before the answer"
