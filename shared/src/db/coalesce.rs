@@ -222,7 +222,7 @@ impl<K: Send + 'static, V: Send + 'static> Slot<K, V> {
             let outcome = if keys.is_empty() {
                 Ok(Ok(Vec::new()))
             } else {
-                let run = (self.shared.run)(keys).instrument(span);
+                let run = (self.shared.run)(keys).instrument(span.clone());
                 tokio::time::timeout(self.shared.deadline, run).await
             };
             let failure = match outcome {
@@ -233,7 +233,10 @@ impl<K: Send + 'static, V: Send + 'static> Slot<K, V> {
                     }
                     None
                 }
-                Ok(Err(err)) => Some(fail_all(replies, Failure::from(err))),
+                Ok(Err(err)) => {
+                    let failure = span.in_scope(|| Failure::from(err));
+                    Some(fail_all(replies, failure))
+                }
                 Err(_) => Some(fail_all(
                     replies,
                     Failure::unavailable("a batch of look-ups timed out"),
@@ -242,7 +245,8 @@ impl<K: Send + 'static, V: Send + 'static> Slot<K, V> {
             let mut queue = self.shared.lock();
             // The database is unreachable or too slow: what queued meanwhile
             // would wait for the same outcome, batch after batch; it is
-            // answered 503 now, as it would have been on its own.
+            // answered 503 now, as each request would have been on its own
+            // (its own connection attempt or pool wait failing), only sooner.
             if let Some(failure) = failure.filter(|f| f.unavailable) {
                 for (_, reply, _) in queue.waiting.drain(..) {
                     let _ = reply.send(Err(failure.clone()));
