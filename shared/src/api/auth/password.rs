@@ -60,10 +60,10 @@ pub(crate) async fn forgot_password(
     // nothing; what follows happens for a known address only, so its
     // failures are logged and the answer stays 202.
     let known = users::id_by_email(&state.db.write, email.as_str()).await?;
-    if let Some((user_id, _status)) = known {
-        if let Err(err) = send_reset(&state, &meta, user_id, &email).await {
-            tracing::error!(error = ?err, "the password-reset mail was not sent");
-        }
+    if let Some((user_id, _status)) = known
+        && let Err(err) = send_reset(&state, &meta, user_id, &email).await
+    {
+        tracing::error!(error = ?err, "the password-reset mail was not sent");
     }
     tokio::time::sleep_until(answer_at).await;
     Ok(StatusCode::ACCEPTED)
