@@ -4,20 +4,18 @@
 //! with sqlx) and honours `AWS_ENDPOINT_URL` (tests point it at moto).
 
 pub mod elasticache;
+mod http;
 pub mod secrets;
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, MailTransport};
 
 /// The SDK configuration loader with this crate's HTTP client.
 pub fn sdk_loader() -> aws_config::ConfigLoader {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let http = http::client();
     // Bounded: an unreachable endpoint fails the cold start in seconds,
     // well inside Lambda's 10-second init phase.
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
