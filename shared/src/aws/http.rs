@@ -70,7 +70,7 @@ impl HttpConnector for Hyper1Connector {
                 .try_into_http1x()
                 .map_err(|e| ConnectorError::user(e.into()))?;
             let response = client.request(request).await.map_err(|e| {
-                if e.is_connect() {
+                if is_transient(&e) {
                     ConnectorError::io(e.into())
                 } else {
                     ConnectorError::other(e.into(), None)
@@ -80,5 +80,68 @@ impl HttpConnector for Hyper1Connector {
             let response = axum::http::Response::from_parts(parts, SdkBody::from_body_1_x(body));
             HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
+    }
+}
+
+/// Failures the SDK may retry (its `io` class): the connection could not be
+/// made, or it broke before the whole response came (reset, closed early,
+/// any I/O error underneath).
+fn is_transient(err: &hyper_util::client::legacy::Error) -> bool {
+    if err.is_connect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled())
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Empty;
+
+    /// What the SDK's client would see from a server that is gone, or that
+    /// hangs up before answering: both transient, so the SDK retries them.
+    #[tokio::test]
+    async fn refused_and_dropped_connections_are_transient() {
+        let client: Client<_, Empty<axum::body::Bytes>> =
+            Client::builder(TokioExecutor::new()).build(TcpConnector::new());
+        let get = |port: u16| {
+            let uri = format!("http://127.0.0.1:{port}/");
+            let request = axum::http::Request::get(uri)
+                .body(Empty::new())
+                .expect("request");
+            client.request(request)
+        };
+
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let refused = get(port).await.expect_err("nothing listens");
+        assert!(is_transient(&refused), "{refused:?}");
+
+        let rude = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = rude.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            if let Ok((stream, _)) = rude.accept().await {
+                drop(stream);
+            }
+        });
+        let dropped = get(port).await.expect_err("hung up");
+        assert!(is_transient(&dropped), "{dropped:?}");
     }
 }
