@@ -22,6 +22,20 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::TokioExecutor;
 
+/// The crate's outbound HTTPS connector (the SDK's client, the migration
+/// job's CloudFormation response): HTTP/1.1, webpki roots, TCP_NODELAY.
+pub(crate) fn https(connect_timeout: Option<Duration>) -> HttpsConnector<TcpConnector> {
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect_timeout);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp)
+}
+
 /// The client for [`aws_config::ConfigLoader::http_client`].
 pub fn client() -> SharedHttpClient {
     SharedHttpClient::new(Hyper1Client)
@@ -47,17 +61,8 @@ struct Hyper1Connector {
 
 impl Hyper1Connector {
     fn new(connect_timeout: Option<Duration>) -> Self {
-        let mut tcp = TcpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(connect_timeout);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
         Self {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: Client::builder(TokioExecutor::new()).build(https(connect_timeout)),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! with sqlx) and honours `AWS_ENDPOINT_URL` (tests point it at moto).
 
 pub mod elasticache;
-mod http;
+pub(crate) mod http;
 pub mod secrets;
 
 use anyhow::Context;

@@ -96,13 +96,8 @@ async fn set_app_password(pool: &PgPool, password: &SecretString) -> sqlx::Resul
 
 /// PUTs the response document to the pre-signed URL (empty content type, as S3 expects).
 async fn respond(url: &str, body: String) -> anyhow::Result<()> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
     let client: Client<_, Full<axum::body::Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+        Client::builder(TokioExecutor::new()).build(crate::aws::http::https(None));
     let request = axum::http::Request::put(url)
         .header("content-type", "")
         .header("content-length", body.len())
