@@ -22,6 +22,9 @@ pub fn test_key_pem() -> &'static str {
     })
 }
 
+/// The key sealing TOTP secrets in tests (`MFA_ENCRYPTION_KEY`).
+pub const TEST_MFA_KEY: &str = "test:0123456789abcdef0123456789abcdef-tests";
+
 /// The URL of the test database behind `pool` (for processes and tools
 /// that connect on their own).
 pub fn database_url(pool: &PgPool) -> String {
@@ -42,6 +45,7 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     let mut vars: Vec<(String, String)> = vec![
         ("MAIL_OUTBOX_DIR".into(), outbox),
         ("JWT_PRIVATE_KEY_PEM".into(), test_key_pem().to_string()),
+        ("MFA_ENCRYPTION_KEY".into(), TEST_MFA_KEY.to_string()),
         // Cheap Argon2 parameters keep the suite fast; the production
         // parameters are exercised by their own test.
         ("ARGON2_MEMORY_KIB".into(), "1024".into()),

@@ -98,6 +98,8 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     pub log_format: LogFormat,
     pub argon2: Argon2Params,
+    /// Second factors: `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE_SECONDS`, ….
+    pub mfa: crate::mfa::config::MfaConfig,
 }
 
 impl Config {
@@ -252,6 +254,7 @@ impl Config {
                     10_000,
                 )?),
             },
+            mfa: crate::mfa::config::MfaConfig::from_lookup(&get)?,
         })
     }
 }

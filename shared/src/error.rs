@@ -45,6 +45,10 @@ pub enum Error {
     RefreshTokenReused,
     #[error("forbidden")]
     Forbidden,
+    #[error("a recent second factor is required")]
+    MfaRequired,
+    #[error("mfa token invalid")]
+    MfaTokenInvalid,
     #[error("account disabled")]
     AccountDisabled,
     #[error("not found")]
@@ -115,6 +119,8 @@ impl Error {
                 "Refresh token reused",
             ),
             Self::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::MfaRequired => (S::FORBIDDEN, "mfa_required", "Second factor required"),
+            Self::MfaTokenInvalid => (S::UNAUTHORIZED, "mfa_token_invalid", "MFA token invalid"),
             Self::AccountDisabled => (S::FORBIDDEN, "account_disabled", "Account disabled"),
             Self::NotFound => (S::NOT_FOUND, "not_found", "Not found"),
             Self::MethodNotAllowed => (
@@ -157,6 +163,12 @@ impl Error {
                 "The refresh token was already used; the session has been revoked.".into()
             }
             Self::Forbidden => "You lack the permission for this action.".into(),
+            Self::MfaRequired => {
+                "This needs a second factor verified recently in this session.".into()
+            }
+            Self::MfaTokenInvalid => {
+                "The mfa_token is unknown, used or expired; log in again.".into()
+            }
             Self::AccountDisabled => "The account is not active.".into(),
             Self::NotFound => "No such resource.".into(),
             Self::MethodNotAllowed => "This path does not accept that method.".into(),

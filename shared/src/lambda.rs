@@ -39,6 +39,7 @@ async fn init_db() -> anyhow::Result<(crate::db::Db, Option<secrecy::SecretStrin
     // template's globals name for the HTTP functions (a JWT secret it may
     // not read, the cache) must not stop it from starting.
     config.jwt_secret_arn = None;
+    config.mfa.secret_arn = None;
     config.elasticache_replication_group_id = None;
     config.mail_transport = crate::config::MailTransport::Outbox(std::env::temp_dir());
     telemetry::init(config.log_format);

@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod local;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod security;
 pub mod session;
 pub mod state;

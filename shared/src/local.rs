@@ -21,6 +21,13 @@ pub async fn run() -> anyhow::Result<()> {
         );
         config.jwt_private_keys_pem = vec![crate::security::jwt::generate_private_key_pem()?];
     }
+    if config.mfa.encryption_keys.is_empty() {
+        tracing::warn!(
+            "MFA_ENCRYPTION_KEY is not set: sealing TOTP secrets with a key generated for this \
+             run (factors enrolled now stop working on restart)"
+        );
+        config.mfa.encryption_keys = vec![crate::mfa::secret_box::generate_key()?];
+    }
     let bind = config.bind_addr;
     let state = AppState::from_config(config)?;
     crate::db::MIGRATOR

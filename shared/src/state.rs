@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::db::callers::Lookups;
 use crate::mail::Mailer;
+use crate::mfa::Mfa;
+use crate::mfa::secret_box::SecretBox;
 use crate::security::role_catalog::RoleCatalog;
 use crate::security::{JwtKeys, PasswordHasher};
 
@@ -23,6 +25,8 @@ pub struct AppState {
     pub roles: RoleCatalog,
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
+    /// Second factors: the key that seals TOTP secrets.
+    pub mfa: Arc<Mfa>,
 }
 
 impl AppState {
@@ -61,6 +65,10 @@ impl AppState {
             config.access_token_ttl,
         )?;
         let hasher = PasswordHasher::new(config.argon2)?;
+        let mfa = Mfa {
+            vault: SecretBox::new(&config.mfa.encryption_keys)?,
+            issuer: config.mfa.issuer.clone(),
+        };
         let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
         let callers = Lookups::new(
             &db.write,
@@ -76,6 +84,7 @@ impl AppState {
             keys: Arc::new(keys),
             hasher,
             mailer,
+            mfa: Arc::new(mfa),
         })
     }
 }

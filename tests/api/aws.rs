@@ -80,6 +80,9 @@ async fn credentials_and_keys_come_from_secrets_manager_and_mail_goes_through_se
     )
     .await;
     let jwt_secret = create_secret(&sdk, test_key_pem()).await;
+    // The key sealing TOTP secrets, in the form Secrets Manager's generator
+    // gives (no key id: one is derived).
+    let mfa_secret = create_secret(&sdk, "0123456789abcdefghijABCDEFGHIJ0123456789").await;
     let sender = format!("no-reply-{}@example.com", uuid::Uuid::new_v4().simple());
     aws_sdk_sesv2::Client::new(&sdk)
         .create_email_identity()
@@ -98,6 +101,7 @@ async fn credentials_and_keys_come_from_secrets_manager_and_mail_goes_through_se
             options.get_database().unwrap_or("postgres").to_string(),
         ),
         ("JWT_SECRET_ARN", jwt_secret),
+        ("MFA_SECRET_ARN", mfa_secret),
         ("MAIL_TRANSPORT", "ses".into()),
         ("MAIL_FROM", sender.clone()),
     ]);

@@ -63,6 +63,32 @@ async fn seed_due_rows(pool: &PgPool) -> anyhow::Result<(Uuid, Uuid)> {
     )
     .execute(pool)
     .await?;
+    // Two-step logins: one mfa_token expired two hours ago (due), one live;
+    // a TOTP enrolment never confirmed for two days (due), and the
+    // anonymised user's factor and recovery code (removed with the rest of
+    // their data).
+    sqlx::query(
+        "INSERT INTO mfa_challenges (token_hash, user_id, created_at, expires_at)
+         VALUES ('due', $1, now() - interval '3 hours', now() - interval '2 hours'),
+                ('live', $1, now(), now() + interval '5 minutes')",
+    )
+    .bind(user)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO mfa_factors (user_id, kind, name, secret_ciphertext, secret_key_id,
+                                  created_at, confirmed_at)
+         VALUES ($1, 'totp', 'pending', '\\x00', 'k', now() - interval '2 days', NULL),
+                ($2, 'totp', 'gone', '\\x00', 'k', now() - interval '100 days', now())",
+    )
+    .bind(user)
+    .bind(gone)
+    .execute(pool)
+    .await?;
+    sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, 'h')")
+        .bind(gone)
+        .execute(pool)
+        .await?;
     sqlx::query("SELECT create_audit_partitions('2015-01-01', '2015-02-01')")
         .execute(pool)
         .await?;
@@ -80,6 +106,8 @@ fn expected(dry_run: bool) -> CleanupReport {
         retention_expired_users: 1,
         partitions_created: 0,
         partitions_dropped: 2,
+        deleted_mfa_tokens: 1,
+        deleted_pending_mfa_factors: 1,
     }
 }
 
@@ -88,6 +116,13 @@ async fn cleanup_removes_what_is_due_in_batches_and_is_idempotent(pool: PgPool) 
     let (_, gone) = seed_due_rows(&pool).await?;
     let report = cleanup::run(&pool, false, 3).await?;
     assert_eq!(report, expected(false));
+    let mfa_left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM mfa_challenges), (SELECT count(*) FROM mfa_factors),
+                (SELECT count(*) FROM mfa_recovery_codes)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(mfa_left, (1, 0, 0), "the live mfa_token only");
 
     let left: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM refresh_tokens")
         .fetch_all(&pool)

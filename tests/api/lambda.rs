@@ -14,6 +14,7 @@ fn env(pool: &PgPool) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", tests::database_url(pool)),
         ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+        ("MFA_ENCRYPTION_KEY", tests::TEST_MFA_KEY.to_string()),
         ("ARGON2_MEMORY_KIB", "1024".into()),
         ("ARGON2_ITERATIONS", "1".into()),
         (
@@ -230,6 +231,33 @@ async fn a_missing_setting_is_reported_as_an_init_error() {
     let (code, stderr) = function.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(1));
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_missing_mfa_key_is_reported_as_an_init_error_naming_it() {
+    let function = Function::start(
+        "users",
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            ),
+            ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+        ],
+    )
+    .await;
+    let report = function
+        .api
+        .init_error(Duration::from_secs(20))
+        .await
+        .expect("reported");
+    let message = report["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("MFA_ENCRYPTION_KEY") && message.contains("MFA_SECRET_ARN"),
+        "{message}"
+    );
+    let (code, _) = function.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(1));
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod http;
 mod lambda;
 mod load;
 mod logs;
+mod mfa;
 mod openapi;
 mod perf_smoke;
 mod plans;

@@ -21,11 +21,25 @@ fn password(raw: &str) -> Password {
     Password::candidate(raw).unwrap()
 }
 
+/// `session::log_in` of an account without a second factor.
+async fn log_in(
+    state: &shared::AppState,
+    meta: &RequestMeta,
+    login: &str,
+    password: &Password,
+    fingerprint: Option<&str>,
+) -> Result<(session::Issued, shared::domain::user::User), Error> {
+    match session::log_in(state, meta, login, password, fingerprint).await? {
+        session::LoggedIn::Session(issued, user) => Ok((issued, *user)),
+        other => panic!("a second factor was asked for: {other:?}"),
+    }
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_session_is_started_rotated_and_ended(pool: PgPool) {
     let app = TestApp::with_config(pool, &[("REFRESH_REUSE_GRACE_SECONDS", "0")]);
     let user = app.register("sessions").await;
-    let (first, me) = session::log_in(
+    let (first, me) = log_in(
         &app.state,
         &meta(),
         "SESSIONS",
@@ -60,7 +74,7 @@ async fn a_session_is_started_rotated_and_ended(pool: PgPool) {
         "{after:?}"
     );
 
-    let (third, _) = session::log_in(
+    let (third, _) = log_in(
         &app.state,
         &meta(),
         &user.email,
@@ -86,7 +100,7 @@ async fn no_refresh_token_outlives_its_session(pool: PgPool) {
         &[("SESSION_MAX_DAYS", "1"), ("REFRESH_TOKEN_TTL_DAYS", "14")],
     );
     let user = app.register("capped").await;
-    let (first, _) = session::log_in(
+    let (first, _) = log_in(
         &app.state,
         &meta(),
         "capped",
@@ -114,20 +128,20 @@ async fn no_refresh_token_outlives_its_session(pool: PgPool) {
 async fn wrong_and_unknown_logins_answer_alike_until_the_lockout(pool: PgPool) {
     let app = TestApp::with_config(pool, &[("LOCKOUT_THRESHOLD", "3")]);
     let user = app.register("locked").await;
-    let unknown = session::log_in(&app.state, &meta(), "nobody", &password("x"), None).await;
+    let unknown = log_in(&app.state, &meta(), "nobody", &password("x"), None).await;
     assert!(
         matches!(unknown, Err(Error::InvalidCredentials)),
         "{unknown:?}"
     );
     for _ in 0..3 {
-        let wrong = session::log_in(&app.state, &meta(), "locked", &password("wrong"), None).await;
+        let wrong = log_in(&app.state, &meta(), "locked", &password("wrong"), None).await;
         assert!(matches!(
             wrong,
             Err(Error::InvalidCredentials) | Err(Error::AccountLocked { .. })
         ));
     }
     // Locked now: even the right password is refused.
-    let right = session::log_in(
+    let right = log_in(
         &app.state,
         &meta(),
         "locked",

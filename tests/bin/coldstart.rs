@@ -17,6 +17,7 @@ fn env(database_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", database_url.to_string()),
         ("JWT_PRIVATE_KEY_PEM", tests::test_key_pem().to_string()),
+        ("MFA_ENCRYPTION_KEY", tests::TEST_MFA_KEY.to_string()),
         // The production cost: peak RSS includes one Argon2id hash's memory.
         ("ARGON2_MEMORY_KIB", "19456".into()),
         ("ARGON2_ITERATIONS", "2".into()),

@@ -366,6 +366,11 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
         ),
         partitions_created: difference(backlog.partitions_created, remaining.partitions_created),
         partitions_dropped: difference(backlog.partitions_dropped, remaining.partitions_dropped),
+        deleted_mfa_tokens: difference(backlog.deleted_mfa_tokens, remaining.deleted_mfa_tokens),
+        deleted_pending_mfa_factors: difference(
+            backlog.deleted_pending_mfa_factors,
+            remaining.deleted_pending_mfa_factors,
+        ),
     });
     Ok(CleanupScale {
         backlog,

@@ -28,17 +28,19 @@ WITH old AS (
       AND owner.deleted_at IS NULL AND owner.status = ANY($8)
       AND t.revoked_at IS NULL AND t.expires_at > now() AND t.session_expires_at > now()
       AND (t.device_fingerprint IS NULL OR t.device_fingerprint = $7)
-    RETURNING t.user_id, t.session_id, t.session_expires_at, t.device_fingerprint
+    RETURNING t.user_id, t.session_id, t.session_expires_at, t.device_fingerprint,
+              t.amr, t.mfa_verified_at
 ), successor AS (
-    -- The successor keeps the session and its device, and never outlives it.
+    -- The successor keeps the session, its device and how it was
+    -- authenticated (amr, the last second factor), and never outlives it.
     INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, expires_at,
                                 session_expires_at, created_by_ip, user_agent,
-                                device_fingerprint)
+                                device_fingerprint, amr, mfa_verified_at)
     SELECT $2, user_id, session_id, $3,
            LEAST(now() + make_interval(days => $4), session_expires_at),
-           session_expires_at, $5::text, $6::text, device_fingerprint
+           session_expires_at, $5::text, $6::text, device_fingerprint, amr, mfa_verified_at
     FROM claimed
-    RETURNING expires_at
+    RETURNING expires_at, amr
 ), audited AS (
     INSERT INTO audit_logs (user_id, action, entity_type, entity_id, new_values,
                             ip_address, user_agent, request_id)
@@ -53,5 +55,6 @@ SELECT owner.*,
        old.revoked_at AS token_revoked_at, old.replaced_by AS token_replaced_by,
        old.device_fingerprint AS token_device_fingerprint,
        (SELECT expires_at FROM successor) AS successor_expires_at,
+       (SELECT amr FROM successor) AS successor_amr,
        now() AS db_now
 FROM old JOIN owner ON owner.id = old.user_id

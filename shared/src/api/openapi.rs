@@ -23,6 +23,9 @@ use crate::api::{admin, auth, health, users};
         users::profile::get_me, users::profile::update_me, users::account::delete_me,
         users::account::change_password, users::account::change_email,
         users::sessions::list_sessions, users::sessions::revoke_session, users::export::export,
+        users::mfa::status, users::mfa::start_totp, users::mfa::confirm_totp, users::mfa::verify,
+        users::mfa::regenerate_recovery_codes, users::mfa::disable_totp,
+        auth::mfa::verify, admin::mfa::reset_mfa,
         users::directory::list_users, users::directory::get_user,
         admin::users::list_users, admin::users::get_user, admin::users::update_user,
         admin::users::delete_user, admin::users::unlock, admin::users::revoke_sessions,
@@ -72,6 +75,15 @@ const STEP_UPS: [(&str, &str); 3] = [
     ("/v1/users/me/password", "post"),
     ("/v1/users/me/email", "post"),
     ("/v1/users/me", "delete"),
+];
+
+/// The routes that need a recent second factor from a user who has one.
+const SECOND_FACTOR_STEP_UPS: [(&str, &str); 5] = [
+    ("/v1/users/me/password", "post"),
+    ("/v1/users/me/email", "post"),
+    ("/v1/users/me", "delete"),
+    ("/v1/users/me/mfa/totp", "delete"),
+    ("/v1/users/me/mfa/recovery-codes", "post"),
 ];
 
 fn problem(description: &str) -> Value {
@@ -168,7 +180,9 @@ fn add_rules(doc: &mut Value) {
                 continue;
             };
             let step_up = STEP_UPS.contains(&(path.as_str(), method.as_str()));
-            let admin_change = path.starts_with("/v1/admin/") && method != "get";
+            let second_factor = SECOND_FACTOR_STEP_UPS.contains(&(path.as_str(), method.as_str()));
+            let admin = path.starts_with("/v1/admin/");
+            let admin_change = admin && method != "get";
             if admin_change {
                 let description = match op.get("description").and_then(Value::as_str) {
                     Some(own) => format!("{own}\n\n{PRIVILEGE_RULE}"),
@@ -188,10 +202,22 @@ fn add_rules(doc: &mut Value) {
                     .entry(*status)
                     .or_insert_with(|| problem(description));
             }
+            if admin {
+                responses.insert(
+                    "403".into(),
+                    problem("Not allowed: the permission is missing (forbidden), or the account is disabled (account_disabled), or MFA_REQUIRED_FOR_PERMISSIONS names a permission the caller holds and the session has no second factor (mfa_required)"),
+                );
+            }
+            if second_factor {
+                responses.insert(
+                    "403".into(),
+                    problem("The account is disabled (account_disabled), or the user has a second factor and this session has not verified one within STEP_UP_MAX_AGE_SECONDS (mfa_required): POST /v1/users/me/mfa/verify first"),
+                );
+            }
             if admin_change {
                 responses.insert(
                     "403".into(),
-                    problem("Not allowed: the permission is missing, or the privilege rule refuses (forbidden), or the account is disabled (account_disabled)"),
+                    problem("Not allowed: the permission is missing, or the privilege rule refuses (forbidden), or the account is disabled (account_disabled), or the session lacks the second factor MFA_REQUIRED_FOR_PERMISSIONS asks for (mfa_required)"),
                 );
                 responses.entry("409").or_insert_with(|| {
                     problem("Conflict: the built-in admin role or the last active `*` holder would be lost (conflict)")

@@ -37,13 +37,15 @@ pub fn needed(config: &Config) -> bool {
     config.db_secret_arn.is_some()
         || config.app_db_secret_arn.is_some()
         || config.jwt_secret_arn.is_some()
+        || config.mfa.secret_arn.is_some()
         || (config.redis_url.is_none() && config.elasticache_replication_group_id.is_some())
         || config.mail_transport == MailTransport::Ses
 }
 
 /// Fills in what configuration names by reference: the database URLs from
 /// `DB_SECRET_ARN` + `DB_HOST`/`DB_READ_HOST`/`DB_PORT`/`DB_NAME` (TLS
-/// required), the signing keys from `JWT_SECRET_ARN`, and `REDIS_URL` from
+/// required), the signing keys from `JWT_SECRET_ARN`, the key sealing TOTP
+/// secrets from `MFA_SECRET_ARN`, and `REDIS_URL` from
 /// `ELASTICACHE_REPLICATION_GROUP_ID`. Every error names the variable and secret.
 pub async fn resolve(config: &mut Config, sdk: &SdkConfig) -> anyhow::Result<()> {
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
@@ -95,6 +97,13 @@ pub async fn resolve(config: &mut Config, sdk: &SdkConfig) -> anyhow::Result<()>
             "JWT_SECRET_ARN: secret {arn} holds no PEM private key"
         );
         config.jwt_private_keys_pem = keys.into_iter().map(SecretString::from).collect();
+    }
+    if let Some(arn) = config.mfa.secret_arn.clone() {
+        let raw = secrets::string(&secrets, &arn)
+            .await
+            .with_context(|| format!("MFA_SECRET_ARN: secret {arn}"))?;
+        config.mfa.encryption_keys = crate::mfa::config::parse_keys(raw.expose_secret())
+            .map_err(|why| anyhow::anyhow!("MFA_SECRET_ARN: secret {arn}: {why}"))?;
     }
     if config.redis_url.is_none()
         && let Some(id) = config.elasticache_replication_group_id.clone()

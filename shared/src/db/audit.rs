@@ -77,6 +77,11 @@ pub enum AuditAction {
     UserAnonymized,
     UserPurged,
     DataExported,
+    MfaEnabled,
+    MfaDisabled,
+    MfaVerified,
+    RecoveryCodesRegenerated,
+    MfaReset,
 }
 
 /// One audit event written by the application.

@@ -112,6 +112,42 @@ pub async fn record_successful_login(
     Ok(())
 }
 
+/// A right password of an account with a second factor: its own attempt
+/// stops counting (and the lock it set, if it set one), but the failures
+/// before it stay until the second factor succeeds, so that codes cannot
+/// be guessed in rounds of password logins. `false` when a lock set by
+/// other attempts is in force.
+pub async fn release_attempt(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    mine: Option<DateTime<Utc>>,
+) -> sqlx::Result<bool> {
+    let released = sqlx::query!(
+        "UPDATE users SET failed_login_attempts = GREATEST(failed_login_attempts - 1, 0),
+                          locked_until = CASE WHEN locked_until = $2 THEN NULL
+                                              ELSE locked_until END
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= now()
+                            OR locked_until = $2)",
+        id,
+        mine
+    )
+    .execute(conn)
+    .await?;
+    Ok(released.rows_affected() == 1)
+}
+
+/// Stores a re-hashed password (a login whose hash used older parameters).
+pub async fn store_rehash(conn: impl PgExecutor<'_>, id: Uuid, hash: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+        id,
+        hash
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A right password clears the attempt count, and the lock only if this
 /// attempt set it (`mine`): a lock set meanwhile by other guesses stands.
 /// `false` when such a lock is in force (the attempt answers 423).

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod callers;
 pub mod coalesce;
 pub mod logins;
+pub mod mfa;
 pub mod one_time_tokens;
 pub mod rate_limits;
 pub mod roles;

@@ -32,14 +32,18 @@ pub struct NewRefreshToken<'a> {
     pub ip: Option<String>,
     pub user_agent: Option<&'a str>,
     pub device_fingerprint: Option<&'a str>,
+    /// RFC 8176 methods that authenticated the session.
+    pub amr: &'a [String],
+    /// When its last second factor was verified.
+    pub mfa_verified_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: impl PgExecutor<'_>, new: &NewRefreshToken<'_>) -> sqlx::Result<Uuid> {
     sqlx::query_scalar!(
         r#"INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, expires_at,
                                        session_expires_at, created_by_ip, user_agent,
-                                       device_fingerprint)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"#,
+                                       device_fingerprint, amr, mfa_verified_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"#,
         Uuid::now_v7(),
         new.user_id,
         new.session_id,
@@ -49,6 +53,8 @@ pub async fn insert(conn: impl PgExecutor<'_>, new: &NewRefreshToken<'_>) -> sql
         new.ip,
         new.user_agent,
         new.device_fingerprint,
+        new.amr,
+        new.mfa_verified_at,
     )
     .fetch_one(conn)
     .await
@@ -104,6 +110,8 @@ pub struct Rotated {
     pub token_replaced_by: Option<Uuid>,
     pub token_device_fingerprint: Option<String>,
     pub successor_expires_at: Option<DateTime<Utc>>,
+    /// The session's methods (`amr`), when the token was spent.
+    pub successor_amr: Option<Vec<String>>,
     /// The statement's `now()`: the clock the claim was decided by.
     pub db_now: DateTime<Utc>,
 }

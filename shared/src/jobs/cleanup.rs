@@ -1,5 +1,6 @@
-//! The nightly cleanup (EventBridge, 02:00 UTC): expired tokens, old
-//! rate-limit windows, anonymisation after 90 days or past
+//! The nightly cleanup (EventBridge, 02:00 UTC): expired tokens (and the
+//! `mfa_token`s of two-step logins, and TOTP enrolments never confirmed),
+//! old rate-limit windows, anonymisation after 90 days or past
 //! `data_retention_until`, audit partitions ahead and past retention.
 //! Works in bounded batches (short locks), skips rows another run holds,
 //! and takes an advisory lock so overlapping runs do not both work.
@@ -39,6 +40,10 @@ pub struct CleanupReport {
     pub retention_expired_users: i64,
     pub partitions_created: i64,
     pub partitions_dropped: i64,
+    /// `mfa_token`s of two-step logins expired more than an hour ago.
+    pub deleted_mfa_tokens: i64,
+    /// TOTP enrolments started more than a day ago and never confirmed.
+    pub deleted_pending_mfa_factors: i64,
 }
 
 /// Runs the cleanup; a run that finds the lock taken does nothing.
@@ -73,6 +78,8 @@ pub async fn run(pool: &PgPool, dry_run: bool, batch: i64) -> sqlx::Result<Clean
         retention_expired_users = report.retention_expired_users,
         partitions_created = report.partitions_created,
         partitions_dropped = report.partitions_dropped,
+        deleted_mfa_tokens = report.deleted_mfa_tokens,
+        deleted_pending_mfa_factors = report.deleted_pending_mfa_factors,
         "cleanup finished"
     );
     Ok(report)
@@ -149,6 +156,32 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
         .rows_affected() as i64)
     })
     .await?;
+    let deleted_mfa_tokens = drain(|| async {
+        Ok(sqlx::query!(
+            "DELETE FROM mfa_challenges WHERE token_hash IN (
+                 SELECT token_hash FROM mfa_challenges
+                 WHERE expires_at < now() - interval '1 hour'
+                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+            batch
+        )
+        .execute(pool)
+        .await?
+        .rows_affected() as i64)
+    })
+    .await?;
+    let deleted_pending_mfa_factors = drain(|| async {
+        Ok(sqlx::query!(
+            "DELETE FROM mfa_factors WHERE id IN (
+                 SELECT id FROM mfa_factors
+                 WHERE confirmed_at IS NULL AND created_at < now() - interval '1 day'
+                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+            batch
+        )
+        .execute(pool)
+        .await?
+        .rows_affected() as i64)
+    })
+    .await?;
     let anonymized_users = drain(|| async {
         sqlx::query_scalar!(
             r#"SELECT count(*) FILTER (WHERE anonymize_user(id)) AS "n!" FROM (
@@ -198,6 +231,8 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
         retention_expired_users,
         partitions_created: partitions_created.into(),
         partitions_dropped: partitions_dropped.into(),
+        deleted_mfa_tokens,
+        deleted_pending_mfa_factors,
     })
 }
 
@@ -208,6 +243,9 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
              (SELECT count(*) FROM password_reset_tokens WHERE expires_at < now() - interval '7 days') AS "reset!",
              (SELECT count(*) FROM email_verification_tokens WHERE expires_at < now() - interval '7 days') AS "verify!",
              (SELECT count(*) FROM rate_limits WHERE window_end < now() - interval '1 hour') AS "rate!",
+             (SELECT count(*) FROM mfa_challenges WHERE expires_at < now() - interval '1 hour') AS "mfa_tokens!",
+             (SELECT count(*) FROM mfa_factors WHERE confirmed_at IS NULL
+                AND created_at < now() - interval '1 day') AS "pending_factors!",
              (SELECT count(*) FROM users WHERE deleted_at < now() - interval '90 days'
                 AND anonymized_at IS NULL) AS "anon!",
              (SELECT count(*) FROM users WHERE data_retention_until < CURRENT_DATE
@@ -237,5 +275,7 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
         retention_expired_users: row.retention,
         partitions_created: row.create,
         partitions_dropped: row.drop,
+        deleted_mfa_tokens: row.mfa_tokens,
+        deleted_pending_mfa_factors: row.pending_factors,
     })
 }

@@ -26,6 +26,8 @@ pub struct AuthUser {
     pub session_id: Uuid,
     pub status: UserStatus,
     pub permissions: Vec<String>,
+    /// The access token's `amr`: how the session was authenticated.
+    pub amr: Vec<String>,
 }
 
 impl AuthUser {
@@ -133,6 +135,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 session_id: claims.sid,
                 status: caller.status,
                 permissions: roles.permissions(&caller.role_ids),
+                amr: claims.amr.clone(),
             });
         }
         Err(roles_moving())
@@ -176,6 +179,7 @@ impl FromRequestParts<AppState> for Me {
                     session_id: claims.sid,
                     status: user.status,
                     permissions: roles.permissions(&row.role_ids),
+                    amr: claims.amr.clone(),
                 },
                 user,
             });
@@ -246,6 +250,12 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let caller = AuthUser::from_request_parts(parts, state).await?;
         caller.require(P::NAME)?;
+        // MFA_REQUIRED_FOR_PERMISSIONS: holders of any of these use routes
+        // that need a permission only from a session with a second factor.
+        let listed = &state.config.mfa.required_for_permissions;
+        if listed.iter().any(|p| caller.can(p)) && !crate::mfa::has_second_factor(&caller.amr) {
+            return Err(Error::MfaRequired);
+        }
         Ok(Self {
             caller,
             _permission: std::marker::PhantomData,

@@ -30,6 +30,10 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// RFC 8176 authentication method references of the session: `pwd`,
+    /// and `otp` and `mfa` after a second factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 struct SigningKey {
@@ -127,8 +131,8 @@ impl JwtKeys {
         })
     }
 
-    /// Issues an access token for `user` in session `sid`.
-    pub fn issue(&self, user: Uuid, sid: Uuid) -> anyhow::Result<String> {
+    /// Issues an access token for `user` in session `sid`, authenticated by `amr`.
+    pub fn issue(&self, user: Uuid, sid: Uuid, amr: &[String]) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -138,6 +142,7 @@ impl JwtKeys {
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             jti: Uuid::new_v4(),
+            amr: amr.to_vec(),
         };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.signing.kid.clone());
@@ -220,7 +225,7 @@ mod tests {
     #[test]
     fn a_remembered_token_still_expires() {
         let keys = keys();
-        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), &[]).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(keys.remembered().len(), 1);
         let exp = u64::try_from(claims.exp).unwrap();
@@ -231,13 +236,13 @@ mod tests {
     #[test]
     fn only_verified_tokens_are_remembered_and_the_memory_is_bounded() {
         let keys = keys();
-        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), &[]).unwrap();
         let (head, rest) = token.rsplit_once('.').unwrap();
         let forged = format!("{head}.{}", rest.chars().rev().collect::<String>());
         assert!(keys.verify(&forged).is_none());
         assert!(keys.remembered().is_empty());
         for _ in 0..VERIFIED_CAPACITY + 10 {
-            let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+            let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), &[]).unwrap();
             assert!(keys.verify(&token).is_some());
         }
         assert!(keys.remembered().len() <= VERIFIED_CAPACITY);
@@ -250,7 +255,7 @@ mod tests {
         let secret = EncodingKey::from_secret(b"secret");
         assert!(jsonwebtoken::encode(&header, &json!({"sub": "x"}), &secret).is_err());
         // And RS256 tokens round-trip through ring.
-        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), &[]).unwrap();
         assert!(keys.verify(&token).is_some());
     }
 }

@@ -99,6 +99,23 @@ pub async fn right_password(
     Err(locked(logins::locked_until(&mut *conn, user_id).await?))
 }
 
+/// After a right password of an account with a second factor (in `tx`):
+/// only this attempt stops counting; 423 when a lock that this attempt did
+/// not set is in force.
+pub async fn password_only(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    attempt: Option<Attempt>,
+) -> Result<()> {
+    let mine = attempt
+        .filter(|a| a.just_locked)
+        .and_then(|a| a.locked_until);
+    if logins::release_attempt(&mut *conn, user_id, mine).await? {
+        return Ok(());
+    }
+    Err(locked(logins::locked_until(&mut *conn, user_id).await?))
+}
+
 /// Audits a wrong password (the attempt was counted by [`reserve`]) with
 /// `reason` and `severity`, and the lock if this attempt set it. Returns the
 /// error to answer: 401 `invalid_credentials`.

@@ -33,10 +33,14 @@ pub enum Limit {
     PasswordChange,
     EmailChange,
     AccountDelete,
+    /// Second-factor answers of a two-step login, per client IP.
+    MfaVerify,
+    /// Second-factor answers of a signed-in user (enrolment, step-up), per user.
+    MfaUser,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 14] = [
+    pub const ALL: [Limit; 16] = [
         Limit::Register,
         Limit::RegisterEmail,
         Limit::Login,
@@ -51,6 +55,8 @@ impl Limit {
         Limit::PasswordChange,
         Limit::EmailChange,
         Limit::AccountDelete,
+        Limit::MfaVerify,
+        Limit::MfaUser,
     ];
 
     /// The counter's name (in Redis keys and `rate_limits.endpoint`) and
@@ -75,6 +81,8 @@ impl Limit {
             Limit::PasswordChange => ("password-change", "RATE_LIMIT_PASSWORD_CHANGE_PER_MINUTE"),
             Limit::EmailChange => ("email-change", "RATE_LIMIT_EMAIL_CHANGE_PER_MINUTE"),
             Limit::AccountDelete => ("account-delete", "RATE_LIMIT_ACCOUNT_DELETE_PER_MINUTE"),
+            Limit::MfaVerify => ("mfa-verify", "RATE_LIMIT_MFA_VERIFY_PER_MINUTE"),
+            Limit::MfaUser => ("mfa-user", "RATE_LIMIT_MFA_VERIFY_PER_MINUTE"),
         }
     }
 }

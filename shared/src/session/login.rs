@@ -1,25 +1,43 @@
 //! Logging in: the per-account rate limit, the lockout (counted before the
 //! check), the password check in a hashing slot, and the session start under
-//! the user's row lock.
+//! the user's row lock, or, for an account with a second factor, the
+//! one-time `mfa_token` that `POST /v1/auth/mfa/verify` completes.
 
 use serde_json::json;
 
 use super::{Issued, start};
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
-use crate::db::{logins, users};
+use crate::db::{logins, mfa, users};
 use crate::domain::Password;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
 use crate::http::RequestMeta;
 use crate::metrics::{self, Event};
 use crate::security::lockout::{self, Claimant};
+use crate::security::opaque;
 use crate::security::passwords::Verified;
 use crate::security::rate_limit::{self, Limit};
 use crate::state::AppState;
 
+/// How long an `mfa_token` lives.
+pub const MFA_TOKEN_TTL_SECONDS: i32 = 300;
+
+/// What a right password gets.
+#[derive(Debug)]
+pub enum LoggedIn {
+    /// A new session: its token pair and the user after the login.
+    Session(Issued, Box<User>),
+    /// The account has a second factor: the one-time token to present it
+    /// with, and the methods the user can use.
+    SecondFactor {
+        mfa_token: String,
+        methods: Vec<&'static str>,
+    },
+}
+
 /// Logs `login` (a username or an e-mail address, any case) in with
 /// `password`: a new session and its token pair, and the user as it is
-/// after the login. Every refusal of a wrong or unknown login is the same
+/// after the login, or the `mfa_token` of the second step. Every refusal of a wrong or unknown login is the same
 /// 401 `invalid_credentials` after the same work; 423 while locked; 403
 /// `account_disabled` for the right password of an account that may not
 /// log in.
@@ -29,7 +47,7 @@ pub async fn log_in(
     login: &str,
     password: &Password,
     fingerprint: Option<&str>,
-) -> Result<(Issued, User)> {
+) -> Result<LoggedIn> {
     let ctx = meta.audit(None);
     // Logins are ASCII (usernames and e-mail addresses are): any other
     // string names no account, whatever PostgreSQL's lower() makes of it.
@@ -68,7 +86,12 @@ pub async fn log_in(
     };
     let (mut tx, status, rehash) =
         lock_checked(state, &ctx, &user, password, attempt, rehash).await?;
-    lockout::right_password(&mut tx, user.id, attempt).await?;
+    let second_factor = mfa::has_factor(&mut *tx, user.id).await?;
+    if second_factor {
+        lockout::password_only(&mut tx, user.id, attempt).await?;
+    } else {
+        lockout::right_password(&mut tx, user.id, attempt).await?;
+    }
     if !status.may_log_in(state.config.require_verified_email) {
         // The right password: the attempt does not count, the login fails.
         let mut event = AuditEvent::about_user(AuditAction::LoginFailed, Some(user.id));
@@ -77,8 +100,23 @@ pub async fn log_in(
         tx.commit().await?;
         return Err(Error::AccountDisabled);
     }
+    if second_factor {
+        if let Some(hash) = rehash.as_deref() {
+            logins::store_rehash(&mut *tx, user.id, hash).await?;
+        }
+        let mfa_token = opaque::generate();
+        let hash = opaque::hash(&mfa_token);
+        mfa::insert_challenge(&mut *tx, &hash, user.id, MFA_TOKEN_TTL_SECONDS, fingerprint).await?;
+        let mut methods = vec!["totp"];
+        if mfa::recovery_codes_left(&mut *tx, user.id).await? > 0 {
+            methods.push("recovery_code");
+        }
+        tx.commit().await?;
+        return Ok(LoggedIn::SecondFactor { mfa_token, methods });
+    }
     logins::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
-    let issued = start(state, &mut tx, user.id, meta, fingerprint).await?;
+    let amr = crate::mfa::amr(&[crate::mfa::AMR_PASSWORD]);
+    let issued = start(state, &mut tx, user.id, meta, fingerprint, amr).await?;
     let mut event = AuditEvent::about_user(AuditAction::LoginSucceeded, Some(user.id));
     event.new_values = Some(json!({"session_id": issued.session_id}));
     audit::record(&mut *tx, &ctx, &event).await?;
@@ -88,7 +126,7 @@ pub async fn log_in(
     let user = users::find_live(&state.db.write, user.id)
         .await?
         .ok_or(Error::InvalidCredentials)?;
-    Ok((issued, user))
+    Ok(LoggedIn::Session(issued, Box::new(user)))
 }
 
 /// A wrong (or unknown) login, counted: the error to answer with.

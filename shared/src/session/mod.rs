@@ -8,6 +8,7 @@
 
 mod login;
 mod rotation;
+mod second_factor;
 mod step_up;
 
 use chrono::{DateTime, Duration, Utc};
@@ -19,9 +20,10 @@ use crate::http::RequestMeta;
 use crate::security::opaque;
 use crate::state::AppState;
 
-pub use login::log_in;
+pub use login::{LoggedIn, MFA_TOKEN_TTL_SECONDS, log_in};
 pub use rotation::{end, rotate};
-pub use step_up::{confirm_password, step_up};
+pub use second_factor::{SecondFactor, complete_login, verify_for_step_up};
+pub use step_up::{confirm_password, require_recent_second_factor, step_up};
 
 /// A session's token pair as issued.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ struct SessionOf {
     session_id: Uuid,
     /// The session's absolute end; no refresh token outlives it.
     expires_at: DateTime<Utc>,
+    /// RFC 8176 methods that authenticated it.
+    amr: Vec<String>,
 }
 
 /// A new opaque refresh token of `session`, stored by its hash, living
@@ -69,12 +73,14 @@ async fn issue(
             ip: meta.ip.map(|ip| ip.to_string()),
             user_agent: meta.user_agent.as_deref(),
             device_fingerprint: fingerprint,
+            amr: &session.amr,
+            mfa_verified_at: crate::mfa::has_second_factor(&session.amr).then_some(now),
         },
     )
     .await?;
     let access_token = state
         .keys
-        .issue(session.user_id, session.session_id)
+        .issue(session.user_id, session.session_id, &session.amr)
         .map_err(Error::Internal)?;
     let issued = Issued {
         access_token,
@@ -85,19 +91,22 @@ async fn issue(
     Ok(issued)
 }
 
-/// Starts a session of `user_id` in `conn`'s transaction: a new session id,
-/// its absolute end (`SESSION_MAX_DAYS`) and its first token pair.
+/// Starts a session of `user_id`, authenticated by `amr`, in `conn`'s
+/// transaction: a new session id, its absolute end (`SESSION_MAX_DAYS`) and
+/// its first token pair.
 async fn start(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     user_id: Uuid,
     meta: &RequestMeta,
     fingerprint: Option<&str>,
+    amr: Vec<String>,
 ) -> Result<Issued> {
     let session = SessionOf {
         user_id,
         session_id: Uuid::now_v7(),
         expires_at: Utc::now() + Duration::days(i64::from(state.config.session_max_days)),
+        amr,
     };
     issue(state, conn, &session, meta, fingerprint).await
 }

@@ -51,9 +51,10 @@ pub async fn rotate(
         // Not spent: say why, in the order of the checks.
         return Err(refusal(state, meta, &found, fingerprint).await);
     };
+    let amr = found.successor_amr.clone().unwrap_or_default();
     let access_token = state
         .keys
-        .issue(token.user_id, token.session_id)
+        .issue(token.user_id, token.session_id, &amr)
         .map_err(Error::Internal)?;
     metrics::count(Event::Refresh);
     let issued = Issued {

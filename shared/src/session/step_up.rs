@@ -1,10 +1,12 @@
 //! The step-up check of a sensitive change (a new password or e-mail
 //! address, deleting the account): the current password, rate-limited per
 //! user, counted toward the login lockout, and everything re-checked under
-//! the user's row lock in the change's own transaction.
+//! the user's row lock in the change's own transaction. For a user with a
+//! second factor, also a second factor verified in this session within
+//! `STEP_UP_MAX_AGE_SECONDS` ([`require_recent_second_factor`]).
 
-use crate::db::callers;
 use crate::db::logins::{self, Attempt};
+use crate::db::{callers, mfa};
 use crate::domain::Password;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
@@ -14,6 +16,27 @@ use crate::security::lockout::{self, Claimant};
 use crate::security::passwords::Verified;
 use crate::security::rate_limit::{self, Limit};
 use crate::state::AppState;
+
+/// 403 `mfa_required` unless the caller has no second factor or this
+/// session verified one within `STEP_UP_MAX_AGE_SECONDS`. Handlers call it
+/// before anything is counted (a refusal here costs no lockout attempt),
+/// and [`step_up`] again under the row lock.
+pub async fn require_recent_second_factor(
+    state: &AppState,
+    conn: impl sqlx::PgExecutor<'_>,
+    auth: &AuthUser,
+) -> Result<()> {
+    let now = mfa::step_up_state(conn, auth.user_id, auth.session_id).await?;
+    if !now.has_factor {
+        return Ok(());
+    }
+    let max_age = chrono::Duration::from_std(state.config.mfa.step_up_max_age)
+        .unwrap_or(chrono::Duration::MAX);
+    match now.verified_at {
+        Some(at) if chrono::Utc::now() - at <= max_age => Ok(()),
+        _ => Err(Error::MfaRequired),
+    }
+}
 
 /// The step-up check of a sensitive change (`limit` names its rate
 /// limit): the caller's current password, rate-limited per user and
@@ -81,5 +104,6 @@ pub async fn step_up(
     if !live {
         return Err(Error::Unauthorized);
     }
+    require_recent_second_factor(state, &mut *tx, auth).await?;
     lockout::right_password(tx, user.id, attempt).await
 }

@@ -87,6 +87,10 @@ impl DevEnv {
                     .with_context(|| format!("reading {}", path.display()))?
             }
         };
+        let mfa_key = match std::env::var("MFA_ENCRYPTION_KEY") {
+            Ok(key) if !key.trim().is_empty() => key,
+            _ => dev_mfa_key()?,
+        };
         let outbox = std::env::var("MAIL_OUTBOX_DIR")
             .ok()
             .filter(|d| !d.is_empty())
@@ -96,6 +100,7 @@ impl DevEnv {
             vars: vec![
                 ("DATABASE_URL", database_url.to_string()),
                 ("JWT_PRIVATE_KEY_PEM", key),
+                ("MFA_ENCRYPTION_KEY", mfa_key),
                 ("MAIL_OUTBOX_DIR", outbox.to_string_lossy().into_owned()),
                 ("SQLX_OFFLINE", "true".into()),
             ],
@@ -112,6 +117,40 @@ impl DevEnv {
 
 fn dev_key_path() -> PathBuf {
     target_dir().join("lambda-dev/jwt-dev-key.pem")
+}
+
+/// The development key sealing TOTP secrets (`MFA_ENCRYPTION_KEY` unset):
+/// made once per checkout from the system's random source, mode 0600, never
+/// printed, so factors enrolled under `cargo xtask watch` survive restarts.
+fn dev_mfa_key() -> Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = target_dir().join("lambda-dev/mfa-dev-key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return Ok(key.trim().to_string());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("dev:{key}");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(key.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "warning: MFA_ENCRYPTION_KEY is not set: TOTP secrets are sealed with the development \
+         key in {} (made for this checkout; never deploy it)",
+        path.display()
+    );
+    Ok(key)
 }
 
 /// `cargo xtask watch [-P port]`: `cargo lambda watch` on 127.0.0.1 with

@@ -2,6 +2,7 @@
 //! Each route names its permission in its `Authorized<…>` extractor.
 
 pub(crate) mod audit;
+pub(crate) mod mfa;
 pub(crate) mod roles;
 pub(crate) mod stats;
 pub(crate) mod users;
@@ -36,6 +37,10 @@ pub fn router() -> Router<AppState> {
             post(users::send_password_reset),
         )
         .route("/v1/admin/users/{id}/restore", post(users::restore))
+        .route(
+            "/v1/admin/users/{id}/mfa",
+            axum::routing::delete(mfa::reset_mfa),
+        )
         .route(
             "/v1/admin/users/{id}/roles/{role_name}",
             put(roles::assign_role).delete(roles::remove_role),

@@ -3,6 +3,7 @@
 //! key documents. Every state change is audited in its own transaction.
 
 pub(crate) mod email;
+pub(crate) mod mfa;
 pub(crate) mod password;
 pub use password::FORGOT_ANSWER_FLOOR;
 pub(crate) mod register;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/auth/register", post(register::register))
         .route("/v1/auth/login", post(session::login))
+        .route("/v1/auth/mfa/verify", post(mfa::verify))
         .route("/v1/auth/refresh", post(session::refresh))
         .route("/v1/auth/logout", post(session::logout))
         .route("/v1/auth/password/forgot", post(password::forgot_password))

@@ -13,7 +13,7 @@ use crate::domain::{Password, UserView};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
 use crate::security::rate_limit::{self, Limit};
-use crate::session::{self, Issued};
+use crate::session::{self, Issued, LoggedIn};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -54,8 +54,28 @@ pub struct TokenPair {
     pub user: UserView,
 }
 
+/// The answer of a right password when the account has a second factor.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MfaChallenge {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Opaque, single use, 5 minutes: present it to POST /v1/auth/mfa/verify.
+    pub mfa_token: String,
+    /// What the user can answer with: `totp`, `recovery_code`.
+    pub methods: Vec<String>,
+    pub expires_in: i64,
+}
+
+/// Login's answer: the token pair, or the second step.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Tokens(Box<TokenPair>),
+    SecondFactor(MfaChallenge),
+}
+
 impl TokenPair {
-    fn new(state: &AppState, issued: Issued, user: &User) -> ApiJson<Self> {
+    pub(crate) fn new(state: &AppState, issued: Issued, user: &User) -> ApiJson<Self> {
         ApiJson(TokenPair {
             access_token: issued.access_token,
             token_type: "Bearer".into(),
@@ -74,7 +94,7 @@ impl TokenPair {
     summary = "Log in with e-mail or username",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Access and refresh tokens", body = TokenPair),
+        (status = 200, description = "Access and refresh tokens; or, for an account with a second factor, `{mfa_required: true, mfa_token, methods}` to complete with POST /v1/auth/mfa/verify", body = LoginAnswer),
         (status = 401, description = "Missing or invalid credentials or token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Authenticated but not allowed (forbidden / account_disabled)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 423, description = "Account locked; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -85,7 +105,7 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<ApiJson<TokenPair>> {
+) -> Result<ApiJson<LoginAnswer>> {
     rate_limit::hit(&state, Limit::Login, &client(&meta)).await?;
     let login = body.login.trim();
     if login.is_empty() || login.chars().count() > rules::LOGIN_MAX_CHARS {
@@ -97,9 +117,20 @@ pub(crate) async fn login(
         body.device_fingerprint,
         rules::FINGERPRINT_MAX_CHARS,
     )?;
-    let (issued, user) =
-        session::log_in(&state, &meta, login, &password, fingerprint.as_deref()).await?;
-    Ok(TokenPair::new(&state, issued, &user))
+    let answer = match session::log_in(&state, &meta, login, &password, fingerprint.as_deref())
+        .await?
+    {
+        LoggedIn::Session(issued, user) => {
+            LoginAnswer::Tokens(Box::new(TokenPair::new(&state, issued, &user).0))
+        }
+        LoggedIn::SecondFactor { mfa_token, methods } => LoginAnswer::SecondFactor(MfaChallenge {
+            mfa_required: true,
+            mfa_token,
+            methods: methods.into_iter().map(String::from).collect(),
+            expires_in: i64::from(session::MFA_TOKEN_TTL_SECONDS),
+        }),
+    };
+    Ok(ApiJson(answer))
 }
 
 #[utoipa::path(

@@ -1,6 +1,7 @@
 //! `POST /v1/users/me/password`, `POST /v1/users/me/email`, `DELETE
 //! /v1/users/me`: the changes that need the current password (step-up),
-//! counted toward the lockout and re-checked under lock.
+//! counted toward the lockout and re-checked under lock, and, for a user
+//! with a second factor, one verified recently in this session.
 
 use axum::Extension;
 use axum::extract::State;
@@ -19,7 +20,7 @@ use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
 use crate::security::lockout;
 use crate::security::rate_limit::Limit;
 use crate::security::{Me, opaque};
-use crate::session::{confirm_password, step_up};
+use crate::session::{confirm_password, require_recent_second_factor, step_up};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -69,6 +70,7 @@ pub(crate) async fn change_password(
     let local_part = user.email.split('@').next().unwrap_or_default();
     let password = Password::parse(&body.new_password, &[&user.username, local_part])
         .map_err(|m| Error::field("new_password", m))?;
+    require_recent_second_factor(&state, &state.db.write, &auth).await?;
     let attempt = confirm_password(
         &state,
         &meta,
@@ -114,6 +116,7 @@ pub(crate) async fn change_email(
     ApiJson(body): ApiJson<ChangeEmailRequest>,
 ) -> Result<StatusCode> {
     let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
+    require_recent_second_factor(&state, &state.db.write, &auth).await?;
     let attempt =
         confirm_password(&state, &meta, Limit::EmailChange, &user, &body.password).await?;
     let token = opaque::generate();
@@ -150,6 +153,7 @@ pub(crate) async fn delete_me(
     Me { auth, user }: Me,
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<StatusCode> {
+    require_recent_second_factor(&state, &state.db.write, &auth).await?;
     let attempt =
         confirm_password(&state, &meta, Limit::AccountDelete, &user, &body.password).await?;
     let mut tx = state.db.write.begin().await?;

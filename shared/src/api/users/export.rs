@@ -20,6 +20,8 @@ pub struct Export {
     pub roles: Vec<String>,
     pub sessions: Vec<Session>,
     pub audit_events: Vec<AuditEntry>,
+    /// Second factors: type, name, created, last used; never a secret.
+    pub mfa_factors: Vec<crate::db::mfa::Factor>,
 }
 
 #[utoipa::path(
@@ -66,7 +68,9 @@ pub(crate) async fn export(
             _ => e,
         })
         .collect();
+    let mfa_factors = crate::db::mfa::factors(&state.db.write, user.id).await?;
     Ok(ApiJson(Export {
+        mfa_factors,
         roles: user.roles.clone(),
         user: AdminUserView::from(&user),
         sessions,

@@ -1,9 +1,11 @@
 //! `/v1/users*`: the caller's own account (profile, password, e-mail,
-//! sessions, GDPR export, deletion) and, with `users:read`, other users.
+//! sessions, second factors, GDPR export, deletion) and, with `users:read`,
+//! other users.
 
 pub(crate) mod account;
 pub(crate) mod directory;
 pub(crate) mod export;
+pub(crate) mod mfa;
 pub(crate) mod profile;
 pub(crate) mod sessions;
 
@@ -34,6 +36,17 @@ pub fn router() -> Router<AppState> {
             delete(sessions::revoke_session),
         )
         .route("/v1/users/me/export", get(export::export))
+        .route("/v1/users/me/mfa", get(mfa::status))
+        .route(
+            "/v1/users/me/mfa/totp",
+            post(mfa::start_totp).delete(mfa::disable_totp),
+        )
+        .route("/v1/users/me/mfa/totp/confirm", post(mfa::confirm_totp))
+        .route("/v1/users/me/mfa/verify", post(mfa::verify))
+        .route(
+            "/v1/users/me/mfa/recovery-codes",
+            post(mfa::regenerate_recovery_codes),
+        )
         .route("/v1/users/{id}", get(directory::get_user))
 }
 

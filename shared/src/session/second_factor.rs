@@ -1,0 +1,150 @@
+//! Second factors in a session's life: the second step of a login (the
+//! `mfa_token` and a TOTP or recovery code give the token pair) and the
+//! step-up of a signed-in session. Each answer is counted toward the same
+//! lockout as passwords before it is checked; only a right one clears the
+//! count.
+
+use serde_json::json;
+
+use super::{Issued, start};
+use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
+use crate::db::{logins, mfa, users};
+use crate::domain::user::User;
+use crate::error::{Error, Result};
+use crate::http::RequestMeta;
+use crate::metrics::{self, Event};
+use crate::mfa::{AMR_PASSWORD, AMR_SECOND_FACTOR, Presented, amr};
+use crate::security::AuthUser;
+use crate::security::lockout::{self, Claimant};
+use crate::security::opaque;
+use crate::security::rate_limit::{self, Limit};
+use crate::state::AppState;
+
+/// The second step of a login.
+#[derive(Debug)]
+pub struct SecondFactor<'a> {
+    pub mfa_token: &'a str,
+    pub presented: Presented,
+}
+
+/// Completes a login with its `mfa_token` and a second factor: a new
+/// session (`amr` with `mfa`) and its token pair. 401 `mfa_token_invalid`
+/// for an unknown, spent or expired token (or one issued before the
+/// password changed); 401 `invalid_credentials` for a wrong, replayed or
+/// used code (counted and audited); 423 while locked; 403 for an account
+/// that may no longer log in. The token is spent only by a success.
+pub async fn complete_login(
+    state: &AppState,
+    meta: &RequestMeta,
+    step: &SecondFactor<'_>,
+) -> Result<(Issued, User)> {
+    let ctx = meta.audit(None);
+    let hash = opaque::hash(step.mfa_token);
+    let challenge = mfa::live_challenge(&state.db.write, &hash)
+        .await?
+        .ok_or(Error::MfaTokenInvalid)?;
+    let user_id = challenge.user_id;
+    rate_limit::hit(state, Limit::MfaUser, &user_id.to_string()).await?;
+    let attempt = lockout::reserve(state, Claimant::User(user_id)).await?;
+
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &ctx).await?;
+    let current = logins::lock_for_login(&mut *tx, user_id)
+        .await?
+        .filter(|u| !u.deleted)
+        .ok_or(Error::MfaTokenInvalid)?;
+    if !current
+        .status
+        .may_log_in(state.config.require_verified_email)
+    {
+        tx.rollback().await?;
+        lockout::forget(state, user_id, attempt).await?;
+        return Err(Error::AccountDisabled);
+    }
+    if !state.mfa.check(&mut tx, user_id, &step.presented).await? {
+        tx.rollback().await?;
+        return Err(wrong(state, &ctx, user_id, attempt).await);
+    }
+    if !mfa::spend_challenge(&mut *tx, &hash).await? {
+        // A concurrent request spent it first: this one changes nothing
+        // (its code is not used up).
+        tx.rollback().await?;
+        return Err(Error::MfaTokenInvalid);
+    }
+    lockout::right_password(&mut tx, user_id, attempt).await?;
+    logins::record_successful_login(&mut *tx, user_id, None).await?;
+    let amr = amr(&[AMR_PASSWORD, AMR_SECOND_FACTOR]);
+    let fingerprint = challenge.device_fingerprint.as_deref();
+    let issued = start(state, &mut tx, user_id, meta, fingerprint, amr.clone()).await?;
+    let mut event = AuditEvent::about_user(AuditAction::LoginSucceeded, Some(user_id));
+    event.new_values = Some(json!({
+        "session_id": issued.session_id,
+        "amr": amr,
+        "method": step.presented.method(),
+    }));
+    audit::record(&mut *tx, &ctx, &event).await?;
+    tx.commit().await?;
+
+    metrics::count(Event::LoginSuccess);
+    let user = users::find_live(&state.db.write, user_id)
+        .await?
+        .ok_or(Error::MfaTokenInvalid)?;
+    Ok((issued, user))
+}
+
+/// Step-up: a second factor verified in the caller's session, which may
+/// then make the sensitive changes for `STEP_UP_MAX_AGE_SECONDS`. Counted
+/// and refused as in [`complete_login`]. Returns a new access token of the
+/// session, whose `amr` now says `mfa`.
+pub async fn verify_for_step_up(
+    state: &AppState,
+    meta: &RequestMeta,
+    auth: &AuthUser,
+    presented: &Presented,
+) -> Result<(String, Vec<String>)> {
+    let ctx = meta.audit(None);
+    rate_limit::hit(state, Limit::MfaUser, &auth.user_id.to_string()).await?;
+    let attempt = lockout::reserve(state, Claimant::User(auth.user_id)).await?;
+    let mut tx = state.db.write.begin().await?;
+    audit::set_context(&mut *tx, &ctx).await?;
+    logins::lock_for_login(&mut *tx, auth.user_id)
+        .await?
+        .filter(|u| !u.deleted)
+        .ok_or(Error::Unauthorized)?;
+    if !state.mfa.check(&mut tx, auth.user_id, presented).await? {
+        tx.rollback().await?;
+        return Err(wrong(state, &ctx, auth.user_id, attempt).await);
+    }
+    lockout::right_password(&mut tx, auth.user_id, attempt).await?;
+    let amr = amr(&[AMR_PASSWORD, AMR_SECOND_FACTOR]);
+    if !mfa::mark_session_verified(&mut *tx, auth.session_id, &amr).await? {
+        return Err(Error::Unauthorized);
+    }
+    let mut event = AuditEvent::about_user(AuditAction::MfaVerified, Some(auth.user_id));
+    event.new_values = Some(json!({
+        "session_id": auth.session_id,
+        "method": presented.method(),
+    }));
+    audit::record(&mut *tx, &ctx, &event).await?;
+    tx.commit().await?;
+    let token = state
+        .keys
+        .issue(auth.user_id, auth.session_id, &amr)
+        .map_err(Error::Internal)?;
+    Ok((token, amr))
+}
+
+/// A wrong second factor, counted: audited as a warning, and the error to
+/// answer with (401 `invalid_credentials`).
+async fn wrong(
+    state: &AppState,
+    ctx: &AuditContext,
+    user_id: uuid::Uuid,
+    attempt: Option<logins::Attempt>,
+) -> Error {
+    let reason = "wrong_second_factor";
+    match lockout::wrong_password(state, ctx, Some(user_id), attempt, reason, "warning").await {
+        Ok(refusal) => refusal,
+        Err(err) => err,
+    }
+}
