@@ -23,7 +23,12 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
+DROP FUNCTION IF EXISTS forget_user_credentials(UUID);
+
 ALTER TABLE refresh_tokens DROP COLUMN IF EXISTS mfa_verified_at, DROP COLUMN IF EXISTS amr;
+DROP TRIGGER IF EXISTS users_password_ends_mfa_challenges ON users;
+DROP FUNCTION IF EXISTS end_mfa_challenges();
+DROP TABLE IF EXISTS mfa_failures;
 DROP TABLE IF EXISTS mfa_challenges;
 DROP TABLE IF EXISTS mfa_recovery_codes;
 DROP TABLE IF EXISTS mfa_factors;

@@ -54,6 +54,31 @@ CREATE TABLE mfa_challenges (
 CREATE INDEX idx_mfa_challenges_user ON mfa_challenges (user_id);
 CREATE INDEX idx_mfa_challenges_expires ON mfa_challenges (expires_at);
 
+-- Wrong second factors since the last right one, per user. Unlike the
+-- login lockout's count, neither the end of a lock nor a password reset
+-- clears it, so each lock it causes lasts twice as long as the one before
+-- (codes cannot be guessed at a steady rate forever).
+CREATE TABLE mfa_failures (
+    user_id UUID PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    failures INTEGER NOT NULL,
+    last_failed_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+-- A new password (a reset, a change, a rehash) ends every pending
+-- mfa_token of the user in the same transaction.
+CREATE FUNCTION end_mfa_challenges() RETURNS TRIGGER AS $$
+BEGIN
+    UPDATE mfa_challenges SET used_at = now()
+    WHERE user_id = NEW.id AND used_at IS NULL;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER users_password_ends_mfa_challenges
+    AFTER UPDATE OF password_hash ON users
+    FOR EACH ROW WHEN (OLD.password_hash IS DISTINCT FROM NEW.password_hash)
+    EXECUTE FUNCTION end_mfa_challenges();
+
 -- RFC 8176 method references of the session (copied to each successor
 -- token at rotation) and the time of its last second factor (step-up).
 ALTER TABLE refresh_tokens
@@ -61,11 +86,22 @@ ALTER TABLE refresh_tokens
     ADD COLUMN mfa_verified_at TIMESTAMPTZ;
 
 GRANT SELECT, INSERT, UPDATE, DELETE
-    ON mfa_factors, mfa_recovery_codes, mfa_challenges
+    ON mfa_factors, mfa_recovery_codes, mfa_challenges, mfa_failures
     TO user_management_app;
 
--- Anonymisation also removes the user's second factors (a TOTP secret is
--- personal data) and whatever is pending.
+-- What anonymisation deletes besides rewriting the row: the user's second
+-- factors (a TOTP secret is personal data) and whatever is pending. Later
+-- migrations that store more about a user redefine this one function.
+CREATE OR REPLACE FUNCTION forget_user_credentials(user_id_param UUID)
+RETURNS VOID AS $$
+BEGIN
+    DELETE FROM mfa_factors WHERE user_id = user_id_param;
+    DELETE FROM mfa_recovery_codes WHERE user_id = user_id_param;
+    DELETE FROM mfa_challenges WHERE user_id = user_id_param;
+    DELETE FROM mfa_failures WHERE user_id = user_id_param;
+END;
+$$ LANGUAGE plpgsql;
+
 CREATE OR REPLACE FUNCTION anonymize_user(user_id_param UUID)
 RETURNS BOOLEAN AS $$
 BEGIN
@@ -87,9 +123,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN FALSE;
     END IF;
-    DELETE FROM mfa_factors WHERE user_id = user_id_param;
-    DELETE FROM mfa_recovery_codes WHERE user_id = user_id_param;
-    DELETE FROM mfa_challenges WHERE user_id = user_id_param;
+    PERFORM forget_user_credentials(user_id_param);
     RETURN TRUE;
 END;
 $$ LANGUAGE plpgsql;

@@ -43,6 +43,7 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     let outbox = std::env::temp_dir().join(format!("um-outbox-{}", uuid::Uuid::new_v4()));
     let outbox = outbox.to_string_lossy().into_owned();
     let mut vars: Vec<(String, String)> = vec![
+        ("SMS_OUTBOX_DIR".into(), format!("{outbox}-sms")),
         ("MAIL_OUTBOX_DIR".into(), outbox),
         ("JWT_PRIVATE_KEY_PEM".into(), test_key_pem().to_string()),
         ("MFA_ENCRYPTION_KEY".into(), TEST_MFA_KEY.to_string()),

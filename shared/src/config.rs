@@ -100,6 +100,8 @@ pub struct Config {
     pub argon2: Argon2Params,
     /// Second factors: `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE_SECONDS`, ….
     pub mfa: crate::mfa::config::MfaConfig,
+    /// Phone verification: `SMS_TRANSPORT`, `SMS_OUTBOX_DIR`, `PHONE_CODES_PER_HOUR`.
+    pub sms: crate::sms::SmsConfig,
 }
 
 impl Config {
@@ -255,6 +257,7 @@ impl Config {
                 )?),
             },
             mfa: crate::mfa::config::MfaConfig::from_lookup(&get)?,
+            sms: crate::sms::SmsConfig::from_lookup(&get)?,
         })
     }
 }

@@ -40,6 +40,7 @@ async fn init_db() -> anyhow::Result<(crate::db::Db, Option<secrecy::SecretStrin
     // not read, the cache) must not stop it from starting.
     config.jwt_secret_arn = None;
     config.mfa.secret_arn = None;
+    config.sms.transport = crate::sms::SmsTransport::Outbox(std::env::temp_dir());
     config.elasticache_replication_group_id = None;
     config.mail_transport = crate::config::MailTransport::Outbox(std::env::temp_dir());
     telemetry::init(config.log_format);

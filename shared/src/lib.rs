@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod security;
 pub mod session;
+pub mod sms;
 pub mod state;
 pub mod telemetry;
 

@@ -11,6 +11,7 @@ use crate::mfa::Mfa;
 use crate::mfa::secret_box::SecretBox;
 use crate::security::role_catalog::RoleCatalog;
 use crate::security::{JwtKeys, PasswordHasher};
+use crate::sms::Texter;
 
 /// Shared by every request of a container; cheap to clone.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Second factors: the key that seals TOTP secrets.
     pub mfa: Arc<Mfa>,
+    /// Text messages (phone verification codes).
+    pub texter: Texter,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             issuer: config.mfa.issuer.clone(),
         };
         let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
+        let texter = Texter::new(&config.sms.transport, sdk)?;
         let callers = Lookups::new(
             &db.write,
             caller_batches(&config),
@@ -85,6 +89,7 @@ impl AppState {
             hasher,
             mailer,
             mfa: Arc::new(mfa),
+            texter,
         })
     }
 }

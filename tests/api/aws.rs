@@ -351,3 +351,59 @@ async fn the_migration_resource_gives_the_api_role_its_password(pool: PgPool) {
         "{message}"
     );
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_phone_code_goes_out_through_sns_and_verifies_the_number(pool: PgPool) {
+    // The user signs in through the in-process API (same database, same key).
+    let app = tests::TestApp::new(pool.clone());
+    let (_, pair) = app.signed_in("texted").await;
+    let token = pair["access_token"].as_str().unwrap().to_string();
+    // A number of its own per run: moto keeps what earlier runs sent.
+    let number = format!("+4479{:08}", uuid::Uuid::new_v4().as_u128() % 100_000_000);
+
+    let mut env = aws_env();
+    env.extend([
+        ("DATABASE_URL", tests::database_url(&pool)),
+        ("JWT_PRIVATE_KEY_PEM", test_key_pem().to_string()),
+        ("MFA_ENCRYPTION_KEY", tests::TEST_MFA_KEY.to_string()),
+        ("SMS_TRANSPORT", "sns".into()),
+        ("AWS_REGION", "eu-west-1".into()),
+    ]);
+    let users = Function::start("users", &env).await;
+    let call = |method: &str, path: &str, json: Option<Value>| {
+        users.invoke(apigw_event(method, path, json, Some(&token)))
+    };
+    let patched = call(
+        "PATCH",
+        "/v1/users/me",
+        Some(json!({"phone_number": number})),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(patched["statusCode"], 200, "{patched}");
+    let sent = call("POST", "/v1/users/me/phone/verify", None)
+        .await
+        .expect("answered");
+    assert_eq!(sent["statusCode"], 202, "{sent}");
+
+    // moto's SNS holds the message: take the code from it.
+    let data = moto_get("/moto-api/data.json").await;
+    let texts: Vec<&Value> = data["sns"]["SMS"]
+        .as_array()
+        .map(|all| all.iter().filter(|m| m["phone_number"] == number).collect())
+        .unwrap_or_default();
+    assert_eq!(texts.len(), 1, "one SMS to {number}: {}", data["sns"]);
+    let message = texts[0]["message"].as_str().unwrap();
+    let start = message.find("code is ").unwrap() + "code is ".len();
+    let code = &message[start..start + 6];
+
+    let confirmed = call(
+        "POST",
+        "/v1/users/me/phone/confirm",
+        Some(json!({"code": code})),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(confirmed["statusCode"], 200, "{confirmed}");
+    assert_eq!(body(&confirmed)["is_phone_verified"], true);
+}

@@ -85,6 +85,15 @@ async fn seed_due_rows(pool: &PgPool) -> anyhow::Result<(Uuid, Uuid)> {
     .bind(gone)
     .execute(pool)
     .await?;
+    // One phone code expired two days ago (due), one of today (kept).
+    sqlx::query(
+        "INSERT INTO phone_verifications (id, user_id, phone_number, code_hash, created_at, expires_at)
+         VALUES (gen_random_uuid(), $1, '+15550100', 'h', now() - interval '2 days', now() - interval '47 hours'),
+                (gen_random_uuid(), $1, '+15550100', 'h', now(), now() + interval '10 minutes')",
+    )
+    .bind(user)
+    .execute(pool)
+    .await?;
     sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, 'h')")
         .bind(gone)
         .execute(pool)
@@ -108,6 +117,7 @@ fn expected(dry_run: bool) -> CleanupReport {
         partitions_dropped: 2,
         deleted_mfa_tokens: 1,
         deleted_pending_mfa_factors: 1,
+        deleted_phone_codes: 1,
     }
 }
 

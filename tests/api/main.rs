@@ -18,6 +18,7 @@ mod logs;
 mod mfa;
 mod openapi;
 mod perf_smoke;
+mod phone;
 mod plans;
 mod privileges;
 mod races;

@@ -371,6 +371,7 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
             backlog.deleted_pending_mfa_factors,
             remaining.deleted_pending_mfa_factors,
         ),
+        deleted_phone_codes: difference(backlog.deleted_phone_codes, remaining.deleted_phone_codes),
     });
     Ok(CleanupScale {
         backlog,

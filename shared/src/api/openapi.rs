@@ -25,7 +25,7 @@ use crate::api::{admin, auth, health, users};
         users::sessions::list_sessions, users::sessions::revoke_session, users::export::export,
         users::mfa::status, users::mfa::start_totp, users::mfa::confirm_totp, users::mfa::verify,
         users::mfa::regenerate_recovery_codes, users::mfa::disable_totp,
-        auth::mfa::verify, admin::mfa::reset_mfa,
+        auth::mfa::verify, admin::mfa::reset_mfa, users::phone::send_code, users::phone::confirm,
         users::directory::list_users, users::directory::get_user,
         admin::users::list_users, admin::users::get_user, admin::users::update_user,
         admin::users::delete_user, admin::users::unlock, admin::users::revoke_sessions,

@@ -40,6 +40,7 @@ pub fn needed(config: &Config) -> bool {
         || config.mfa.secret_arn.is_some()
         || (config.redis_url.is_none() && config.elasticache_replication_group_id.is_some())
         || config.mail_transport == MailTransport::Ses
+        || config.sms.transport == crate::sms::SmsTransport::Sns
 }
 
 /// Fills in what configuration names by reference: the database URLs from

@@ -82,6 +82,8 @@ pub enum AuditAction {
     MfaVerified,
     RecoveryCodesRegenerated,
     MfaReset,
+    PhoneVerificationSent,
+    PhoneVerified,
 }
 
 /// One audit event written by the application.

@@ -173,6 +173,7 @@ pub async fn delete_all(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Resul
     sqlx::query_scalar!(
         r#"WITH codes AS (DELETE FROM mfa_recovery_codes WHERE user_id = $1),
                 challenges AS (DELETE FROM mfa_challenges WHERE user_id = $1),
+                failures AS (DELETE FROM mfa_failures WHERE user_id = $1),
                 factors AS (DELETE FROM mfa_factors WHERE user_id = $1 RETURNING confirmed_at)
            SELECT count(confirmed_at) AS "n!" FROM factors"#,
         user_id
@@ -287,4 +288,49 @@ pub async fn mark_session_verified(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Counts a wrong second factor of the user: the failures since the last
+/// right one (neither a lock's end nor a password reset clears them).
+pub async fn record_failure(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(
+        "INSERT INTO mfa_failures (user_id, failures) VALUES ($1, 1)
+         ON CONFLICT (user_id) DO UPDATE
+             SET failures = mfa_failures.failures + 1, last_failed_at = now()
+         RETURNING failures",
+        user_id
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A right second factor: the count starts again.
+pub async fn clear_failures(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("DELETE FROM mfa_failures WHERE user_id = $1", user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Lengthens the lock in force to `minutes × 2^doublings` from now, at
+/// most a day; the new end (`None`: no lock in force).
+pub async fn lengthen_lock(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    minutes: i32,
+    doublings: i32,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE users
+         SET locked_until = now() + LEAST(interval '24 hours',
+                                          make_interval(mins => $2) * power(2, $3::int))
+         WHERE id = $1 AND locked_until > now()
+         RETURNING locked_until",
+        user_id,
+        minutes,
+        doublings
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
 }

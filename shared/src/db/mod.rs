@@ -7,6 +7,7 @@ pub mod coalesce;
 pub mod logins;
 pub mod mfa;
 pub mod one_time_tokens;
+pub mod phone;
 pub mod rate_limits;
 pub mod roles;
 pub mod sessions;

@@ -44,6 +44,8 @@ pub struct CleanupReport {
     pub deleted_mfa_tokens: i64,
     /// TOTP enrolments started more than a day ago and never confirmed.
     pub deleted_pending_mfa_factors: i64,
+    /// Phone verification codes expired more than a day ago.
+    pub deleted_phone_codes: i64,
 }
 
 /// Runs the cleanup; a run that finds the lock taken does nothing.
@@ -80,6 +82,7 @@ pub async fn run(pool: &PgPool, dry_run: bool, batch: i64) -> sqlx::Result<Clean
         partitions_dropped = report.partitions_dropped,
         deleted_mfa_tokens = report.deleted_mfa_tokens,
         deleted_pending_mfa_factors = report.deleted_pending_mfa_factors,
+        deleted_phone_codes = report.deleted_phone_codes,
         "cleanup finished"
     );
     Ok(report)
@@ -182,6 +185,19 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
         .rows_affected() as i64)
     })
     .await?;
+    let deleted_phone_codes = drain(|| async {
+        Ok(sqlx::query!(
+            "DELETE FROM phone_verifications WHERE id IN (
+                 SELECT id FROM phone_verifications
+                 WHERE expires_at < now() - interval '1 day'
+                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+            batch
+        )
+        .execute(pool)
+        .await?
+        .rows_affected() as i64)
+    })
+    .await?;
     let anonymized_users = drain(|| async {
         sqlx::query_scalar!(
             r#"SELECT count(*) FILTER (WHERE anonymize_user(id)) AS "n!" FROM (
@@ -233,6 +249,7 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
         partitions_dropped: partitions_dropped.into(),
         deleted_mfa_tokens,
         deleted_pending_mfa_factors,
+        deleted_phone_codes,
     })
 }
 
@@ -246,6 +263,8 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
              (SELECT count(*) FROM mfa_challenges WHERE expires_at < now() - interval '1 hour') AS "mfa_tokens!",
              (SELECT count(*) FROM mfa_factors WHERE confirmed_at IS NULL
                 AND created_at < now() - interval '1 day') AS "pending_factors!",
+             (SELECT count(*) FROM phone_verifications
+              WHERE expires_at < now() - interval '1 day') AS "phone_codes!",
              (SELECT count(*) FROM users WHERE deleted_at < now() - interval '90 days'
                 AND anonymized_at IS NULL) AS "anon!",
              (SELECT count(*) FROM users WHERE data_retention_until < CURRENT_DATE
@@ -277,5 +296,6 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
         partitions_dropped: row.drop,
         deleted_mfa_tokens: row.mfa_tokens,
         deleted_pending_mfa_factors: row.pending_factors,
+        deleted_phone_codes: row.phone_codes,
     })
 }

@@ -20,6 +20,25 @@ pub struct Mail {
     pub text: String,
 }
 
+/// Writes `message` into the outbox folder `dir` as one JSON file, named
+/// so that the files sort by time, and renamed into place whole (a reader
+/// never sees half a message). Mail and text messages both use it.
+pub(crate) async fn write_to_outbox(
+    dir: &std::path::Path,
+    message: &impl Serialize,
+) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let name = format!(
+        "{}-{}.json",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"),
+        uuid::Uuid::new_v4()
+    );
+    let tmp = dir.join(format!(".{name}.tmp"));
+    tokio::fs::write(&tmp, serde_json::to_vec_pretty(message)?).await?;
+    tokio::fs::rename(&tmp, dir.join(name)).await?;
+    Ok(())
+}
+
 /// Sends mail through the configured transport.
 #[derive(Debug, Clone)]
 pub enum Mailer {
@@ -52,18 +71,7 @@ impl Mailer {
     /// message is never logged itself (it carries a token).
     pub async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
         match self {
-            Self::Outbox(dir) => {
-                tokio::fs::create_dir_all(dir).await?;
-                let name = format!(
-                    "{}-{}.json",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"),
-                    uuid::Uuid::new_v4()
-                );
-                let tmp = dir.join(format!(".{name}.tmp"));
-                tokio::fs::write(&tmp, serde_json::to_vec_pretty(mail)?).await?;
-                tokio::fs::rename(&tmp, dir.join(name)).await?;
-                Ok(())
-            }
+            Self::Outbox(dir) => write_to_outbox(dir, mail).await,
             Self::Ses { client, from } => {
                 let text = |data: &str| {
                     Content::builder()

@@ -39,3 +39,31 @@ pub fn password_reset(config: &Config, to: &str, token: &str) -> Mail {
         ),
     }
 }
+
+/// A second factor was enabled, disabled or reset (`what` says which): a
+/// change the owner should know about, with what to do if it was not them.
+pub fn mfa_changed(to: &str, what: &str) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Two-step verification changed".into(),
+        text: format!(
+            "Two-step verification on your account was {what}.\n\n\
+             If this was not you, reset your password now and contact support.\n"
+        ),
+    }
+}
+
+/// Someone who knew the password failed the second step often enough to
+/// lock the account.
+pub fn second_factor_failed(to: &str, locked_until: chrono::DateTime<chrono::Utc>) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Failed sign-in with your password".into(),
+        text: format!(
+            "Someone entered your password correctly but failed the second step \
+             several times. Your account is locked until {} UTC.\n\n\
+             If this was not you, your password is known to someone else: reset it.\n",
+            locked_until.format("%Y-%m-%d %H:%M")
+        ),
+    }
+}

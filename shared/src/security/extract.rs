@@ -45,6 +45,17 @@ impl AuthUser {
         }
     }
 
+    /// `MFA_REQUIRED_FOR_PERMISSIONS`: 403 `mfa_required` when the caller
+    /// holds a listed permission and this session has no second factor.
+    /// Every route that grants access by a permission applies it.
+    pub fn meets_mfa_policy(&self, state: &AppState) -> Result<(), Error> {
+        let listed = &state.config.mfa.required_for_permissions;
+        if listed.iter().any(|p| self.can(p)) && !crate::mfa::has_second_factor(&self.amr) {
+            return Err(Error::MfaRequired);
+        }
+        Ok(())
+    }
+
     /// The privilege rule: `Err(Forbidden)` unless the caller holds every
     /// permission in `granted` (a role's, or another user's); `*` is held
     /// only by a `*` holder.
@@ -250,12 +261,7 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let caller = AuthUser::from_request_parts(parts, state).await?;
         caller.require(P::NAME)?;
-        // MFA_REQUIRED_FOR_PERMISSIONS: holders of any of these use routes
-        // that need a permission only from a session with a second factor.
-        let listed = &state.config.mfa.required_for_permissions;
-        if listed.iter().any(|p| caller.can(p)) && !crate::mfa::has_second_factor(&caller.amr) {
-            return Err(Error::MfaRequired);
-        }
+        caller.meets_mfa_policy(state)?;
         Ok(Self {
             caller,
             _permission: std::marker::PhantomData,

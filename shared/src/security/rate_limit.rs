@@ -37,10 +37,12 @@ pub enum Limit {
     MfaVerify,
     /// Second-factor answers of a signed-in user (enrolment, step-up), per user.
     MfaUser,
+    /// Phone verification codes sent and tried, per user.
+    PhoneVerify,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 16] = [
+    pub const ALL: [Limit; 17] = [
         Limit::Register,
         Limit::RegisterEmail,
         Limit::Login,
@@ -57,6 +59,7 @@ impl Limit {
         Limit::AccountDelete,
         Limit::MfaVerify,
         Limit::MfaUser,
+        Limit::PhoneVerify,
     ];
 
     /// The counter's name (in Redis keys and `rate_limits.endpoint`) and
@@ -82,7 +85,8 @@ impl Limit {
             Limit::EmailChange => ("email-change", "RATE_LIMIT_EMAIL_CHANGE_PER_MINUTE"),
             Limit::AccountDelete => ("account-delete", "RATE_LIMIT_ACCOUNT_DELETE_PER_MINUTE"),
             Limit::MfaVerify => ("mfa-verify", "RATE_LIMIT_MFA_VERIFY_PER_MINUTE"),
-            Limit::MfaUser => ("mfa-user", "RATE_LIMIT_MFA_VERIFY_PER_MINUTE"),
+            Limit::MfaUser => ("mfa-user", "RATE_LIMIT_MFA_USER_PER_MINUTE"),
+            Limit::PhoneVerify => ("phone-verify", "RATE_LIMIT_PHONE_VERIFY_PER_MINUTE"),
         }
     }
 }

@@ -58,7 +58,11 @@ pub async fn complete_login(
         .may_log_in(state.config.require_verified_email)
     {
         tx.rollback().await?;
-        lockout::forget(state, user_id, attempt).await?;
+        // Not judged: this attempt stops counting, the ones before stay.
+        let mine = attempt
+            .filter(|a| a.just_locked)
+            .and_then(|a| a.locked_until);
+        logins::release_attempt(&state.db.write, user_id, mine).await?;
         return Err(Error::AccountDisabled);
     }
     if !state.mfa.check(&mut tx, user_id, &step.presented).await? {
@@ -72,6 +76,7 @@ pub async fn complete_login(
         return Err(Error::MfaTokenInvalid);
     }
     lockout::right_password(&mut tx, user_id, attempt).await?;
+    mfa::clear_failures(&mut *tx, user_id).await?;
     logins::record_successful_login(&mut *tx, user_id, None).await?;
     let amr = amr(&[AMR_PASSWORD, AMR_SECOND_FACTOR]);
     let fingerprint = challenge.device_fingerprint.as_deref();
@@ -116,6 +121,7 @@ pub async fn verify_for_step_up(
         return Err(wrong(state, &ctx, auth.user_id, attempt).await);
     }
     lockout::right_password(&mut tx, auth.user_id, attempt).await?;
+    mfa::clear_failures(&mut *tx, auth.user_id).await?;
     let amr = amr(&[AMR_PASSWORD, AMR_SECOND_FACTOR]);
     if !mfa::mark_session_verified(&mut *tx, auth.session_id, &amr).await? {
         return Err(Error::Unauthorized);
@@ -135,7 +141,10 @@ pub async fn verify_for_step_up(
 }
 
 /// A wrong second factor, counted: audited as a warning, and the error to
-/// answer with (401 `invalid_credentials`).
+/// answer with (401 `invalid_credentials`). Also counted apart from the
+/// lockout ([`mfa::record_failure`]): a lock this attempt sets lasts
+/// `LOCKOUT_MINUTES × 2^(locks before it)`, at most a day, and the owner is
+/// told by mail that someone knows their password.
 async fn wrong(
     state: &AppState,
     ctx: &AuditContext,
@@ -143,8 +152,41 @@ async fn wrong(
     attempt: Option<logins::Attempt>,
 ) -> Error {
     let reason = "wrong_second_factor";
-    match lockout::wrong_password(state, ctx, Some(user_id), attempt, reason, "warning").await {
+    let refusal = match lockout::wrong_password(
+        state,
+        ctx,
+        Some(user_id),
+        attempt,
+        reason,
+        "warning",
+    )
+    .await
+    {
         Ok(refusal) => refusal,
+        Err(err) => return err,
+    };
+    match back_off(state, user_id, attempt).await {
+        Ok(()) => refusal,
         Err(err) => err,
     }
+}
+
+async fn back_off(
+    state: &AppState,
+    user_id: uuid::Uuid,
+    attempt: Option<logins::Attempt>,
+) -> Result<()> {
+    let failures = mfa::record_failure(&state.db.write, user_id).await?;
+    if !attempt.is_some_and(|a| a.just_locked) {
+        return Ok(());
+    }
+    let threshold = i32::try_from(state.config.lockout_threshold.max(1)).unwrap_or(i32::MAX);
+    let doublings = (failures / threshold - 1).clamp(0, 16);
+    let minutes = i32::try_from(state.config.lockout_minutes).unwrap_or(i32::MAX);
+    let until = mfa::lengthen_lock(&state.db.write, user_id, minutes, doublings).await?;
+    if let (Some(until), Some(user)) = (until, users::find_live(&state.db.write, user_id).await?) {
+        let mail = crate::mail::templates::second_factor_failed(&user.email, until);
+        state.mailer.deliver(mail).await;
+    }
+    Ok(())
 }

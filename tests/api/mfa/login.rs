@@ -175,8 +175,12 @@ async fn an_mfa_token_dies_with_a_password_change_and_is_bound_to_its_login(pool
     let ada = enrolled(&app, "ada").await;
     let token = mfa_token(&app, &ada.user).await;
     // The password changes (a reset elsewhere) after the token was issued.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    sqlx::query("UPDATE users SET password_hash = password_hash || '' , password_changed_at = now() WHERE id = $1")
+    sqlx::query("UPDATE users SET password_hash = password_hash || 'x' WHERE id = $1")
+        .bind(ada.user.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET password_hash = left(password_hash, -1) WHERE id = $1")
         .bind(ada.user.id)
         .execute(&app.pool)
         .await
@@ -248,4 +252,67 @@ async fn one_code_sent_twice_at_once_logs_in_once(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(sessions, 2, "the enrolling session and one login");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn each_lock_from_wrong_codes_lasts_twice_as_long_and_the_owner_is_told(pool: PgPool) {
+    let app = TestApp::with_config(
+        pool,
+        &[("LOCKOUT_THRESHOLD", "2"), ("LOCKOUT_MINUTES", "1")],
+    );
+    let ada = enrolled(&app, "ada").await;
+    let lock_minutes = || async {
+        let seconds: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM locked_until - now())::float8 FROM users WHERE id = $1",
+        )
+        .bind(ada.user.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (seconds / 60.0).round() as i64
+    };
+    let expire_lock = || async {
+        sqlx::query("UPDATE users SET locked_until = now() - interval '1 second' WHERE id = $1")
+            .bind(ada.user.id)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    };
+    for expected in [1, 2, 4] {
+        let token = mfa_token(&app, &ada.user).await;
+        for _ in 0..2 {
+            let wrong = app
+                .post(
+                    "/v1/auth/mfa/verify",
+                    json!({"mfa_token": token, "code": "000000"}),
+                )
+                .await;
+            assert_problem(&wrong, 401, "invalid_credentials");
+        }
+        assert_eq!(lock_minutes().await, expected);
+        // The lock ends, which would reset the login count; the second
+        // factor's count goes on.
+        expire_lock().await;
+    }
+    let told = app
+        .mails_to(&ada.user.email)
+        .iter()
+        .filter(|m| m["subject"] == "Failed sign-in with your password")
+        .count();
+    assert_eq!(told, 3);
+    // A right second factor starts the count again.
+    let token = mfa_token(&app, &ada.user).await;
+    let right = app
+        .post(
+            "/v1/auth/mfa/verify",
+            json!({"mfa_token": token, "code": fresh_code(&ada.secret)}),
+        )
+        .await;
+    assert_eq!(right.status, 200, "{}", right.body);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM mfa_failures WHERE user_id = $1")
+        .bind(ada.user.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }

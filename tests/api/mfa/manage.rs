@@ -63,24 +63,41 @@ async fn enrolment_shows_a_qr_code_and_needs_a_right_first_code(pool: PgPool) {
         "{}",
         one_step.body
     );
-    let wrong = app
-        .call(
+    let confirm = |body| {
+        app.call(
             Method::POST,
             "/v1/users/me/mfa/totp/confirm",
-            Some(json!({"code": "000000"})),
+            Some(body),
             Some(&token),
         )
-        .await;
+    };
+    // The password is asked again: a stolen session alone cannot bind a
+    // thief's authenticator (and a wrong one counts toward the lockout).
+    let no_password = confirm(json!({"code": code(&secret, 0)})).await;
+    assert_problem(&no_password, 422, "validation_failed");
+    let wrong_password =
+        confirm(json!({"code": code(&secret, 0), "current_password": "Wrong-Pass-123!"})).await;
+    assert_problem(&wrong_password, 401, "invalid_credentials");
+    let wrong = confirm(json!({"code": "000000", "current_password": STRONG_PASSWORD})).await;
     assert_problem(&wrong, 422, "validation_failed");
-    let right = app
-        .call(
-            Method::POST,
-            "/v1/users/me/mfa/totp/confirm",
-            Some(json!({"code": code(&secret, 0)})),
-            Some(&token),
-        )
-        .await;
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT failed_login_attempts FROM users WHERE username = 'ada'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        attempts, 0,
+        "a right password with a wrong code counts nothing"
+    );
+    let right =
+        confirm(json!({"code": code(&secret, 0), "current_password": STRONG_PASSWORD})).await;
     assert_eq!(right.status, 200, "{}", right.body);
+    let mail = app.mails_to("ada@example.com");
+    assert!(
+        mail.iter()
+            .any(|m| m["subject"] == "Two-step verification changed"),
+        "the owner is told"
+    );
     // Enabling a factor ends the other sessions (perhaps a thief's).
     assert_eq!(app.get_as("/v1/users/me", &other_token).await.status, 401);
     let status = app.get_as("/v1/users/me/mfa", &token).await;

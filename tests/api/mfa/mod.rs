@@ -9,7 +9,7 @@ use axum::http::Method;
 use base64::Engine;
 use serde_json::{Value, json};
 use shared::mfa::totp;
-use tests::{TestApp, TestUser};
+use tests::{STRONG_PASSWORD, TestApp, TestUser};
 
 /// A user with TOTP enabled: their secret, recovery codes and an access
 /// token of the session that enrolled (its `amr` says `mfa`).
@@ -60,7 +60,7 @@ pub(super) async fn enrolled(app: &TestApp, name: &str) -> Enrolled {
         .call(
             Method::POST,
             "/v1/users/me/mfa/totp/confirm",
-            Some(json!({"code": code(&secret, 0)})),
+            Some(json!({"code": code(&secret, 0), "current_password": STRONG_PASSWORD})),
             Some(&token),
         )
         .await;

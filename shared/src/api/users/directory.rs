@@ -73,8 +73,11 @@ pub(crate) async fn get_user(
     auth: AuthUser,
     PathOf(id): PathOf<Uuid>,
 ) -> Result<ApiJson<UserView>> {
-    if id != auth.user_id && !auth.can("users:read") {
-        return Err(Error::NotFound);
+    if id != auth.user_id {
+        if !auth.can("users:read") {
+            return Err(Error::NotFound);
+        }
+        auth.meets_mfa_policy(&state)?;
     }
     let user = users::find_live(&state.db.read, id)
         .await?

@@ -15,10 +15,11 @@ use crate::db::audit::{self, AuditAction, AuditEvent};
 use crate::db::{mfa as store, sessions};
 use crate::error::{Error, Result};
 use crate::http::{ApiJson, RequestMeta};
+use crate::mail::templates;
 use crate::mfa::{AMR_PASSWORD, AMR_SECOND_FACTOR, Presented, amr, recovery, totp};
 use crate::security::Me;
 use crate::security::rate_limit::{self, Limit};
-use crate::session::{require_recent_second_factor, verify_for_step_up};
+use crate::session::{confirm_password, require_recent_second_factor, step_up, verify_for_step_up};
 use crate::state::AppState;
 
 /// How long a started TOTP enrolment waits for its first code.
@@ -54,6 +55,11 @@ pub struct TotpConfirmation {
     /// The 6-digit code the app shows now.
     #[schema(pattern = r"^\s*\d(\s?\d){5}\s*$")]
     pub code: String,
+    /// The account's password: changing how the account is signed in to
+    /// needs full re-authentication (a stolen session alone must not bind
+    /// a thief's authenticator).
+    #[schema(schema_with = crate::domain::rules::password)]
+    pub current_password: String,
 }
 
 /// A second factor: exactly one of `code` (TOTP) and `recovery_code`.
@@ -170,12 +176,13 @@ const NO_FACTOR: &str = "No second factor is enabled.";
     path = "/v1/users/me/mfa/totp/confirm",
     tag = "users",
     summary = "Confirm TOTP enrolment",
-    description = "Enables TOTP with a first code, answers the ten recovery codes (this once), ends every other session of the user, and marks this session as verified with a second factor.",
+    description = "Enables TOTP with a first code and the account's current password (a wrong one answers 401 `invalid_credentials` and counts toward the lockout), answers the ten recovery codes (this once), ends every other session of the user, marks this session as verified with a second factor, and tells the user by mail.",
     request_body = TotpConfirmation,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "TOTP enabled", body = TotpEnabled),
         (status = 409, description = "No enrolment waiting, or TOTP already enabled (conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 423, description = "Too many wrong passwords (here or at login); Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited per user; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -185,30 +192,40 @@ pub(crate) async fn confirm_totp(
     Me { auth, user }: Me,
     ApiJson(body): ApiJson<TotpConfirmation>,
 ) -> Result<ApiJson<TotpEnabled>> {
-    rate_limit::hit(&state, Limit::MfaUser, &user.id.to_string()).await?;
     let codes = recovery::generate().map_err(Error::Internal)?;
     let hashes: Vec<String> = codes.iter().filter_map(|c| recovery::hash(c)).collect();
+    let attempt =
+        confirm_password(&state, &meta, Limit::MfaUser, &user, &body.current_password).await?;
     let mut tx = state.db.write.begin().await?;
+    // The user's row first (as every change takes it), the password
+    // settled: whatever comes next, the right password does not count.
+    step_up(&state, &mut tx, &auth, &user, attempt).await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
-    let factor = store::totp_for_update(&mut *tx, user.id)
-        .await?
-        .ok_or(Error::Conflict(NO_ENROLMENT))?;
-    if factor.confirmed {
-        return Err(Error::Conflict(TOTP_ENABLED));
+    let factor = store::totp_for_update(&mut *tx, user.id).await?;
+    let refusal = match &factor {
+        None => Some(Error::Conflict(NO_ENROLMENT)),
+        Some(f) if f.confirmed => Some(Error::Conflict(TOTP_ENABLED)),
+        Some(f) if Utc::now() - f.created_at > Duration::minutes(ENROLMENT_TTL_MINUTES) => {
+            Some(Error::Conflict(NO_ENROLMENT))
+        }
+        Some(f)
+            if !state
+                .mfa
+                .accept_totp(&mut tx, user.id, f, &body.code)
+                .await? =>
+        {
+            Some(Error::field(
+                "code",
+                "wrong code: enter the code the app shows now",
+            ))
+        }
+        Some(_) => None,
+    };
+    if let Some(refusal) = refusal {
+        tx.commit().await?;
+        return Err(refusal);
     }
-    if Utc::now() - factor.created_at > Duration::minutes(ENROLMENT_TTL_MINUTES) {
-        return Err(Error::Conflict(NO_ENROLMENT));
-    }
-    if !state
-        .mfa
-        .accept_totp(&mut tx, user.id, &factor, &body.code)
-        .await?
-    {
-        return Err(Error::field(
-            "code",
-            "wrong code: enter the code the app shows now",
-        ));
-    }
+    let factor_id = factor.map(|f| f.id);
     store::replace_recovery_codes(&mut *tx, user.id, &hashes).await?;
     // An older session, perhaps someone else's, must not outlive the
     // account's new protection.
@@ -218,9 +235,11 @@ pub(crate) async fn confirm_totp(
         return Err(Error::Unauthorized);
     }
     let mut event = AuditEvent::about_user(AuditAction::MfaEnabled, Some(user.id));
-    event.new_values = Some(json!({"type": "totp", "factor_id": factor.id}));
+    event.new_values = Some(json!({"type": "totp", "factor_id": factor_id}));
     audit::record(&mut *tx, &meta.audit(None), &event).await?;
     tx.commit().await?;
+    let mail = templates::mfa_changed(&user.email, "turned on (an authenticator app)");
+    state.mailer.deliver(mail).await;
     let access_token = state
         .keys
         .issue(user.id, auth.session_id, &amr)
@@ -333,5 +352,7 @@ pub(crate) async fn disable_totp(
     event.new_values = Some(json!({"type": "totp"}));
     audit::record(&mut *tx, &meta.audit(None), &event).await?;
     tx.commit().await?;
+    let mail = templates::mfa_changed(&user.email, "turned off (the authenticator app)");
+    state.mailer.deliver(mail).await;
     Ok(StatusCode::NO_CONTENT)
 }

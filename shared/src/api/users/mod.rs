@@ -6,6 +6,7 @@ pub(crate) mod account;
 pub(crate) mod directory;
 pub(crate) mod export;
 pub(crate) mod mfa;
+pub(crate) mod phone;
 pub(crate) mod profile;
 pub(crate) mod sessions;
 
@@ -37,6 +38,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/users/me/export", get(export::export))
         .route("/v1/users/me/mfa", get(mfa::status))
+        .route("/v1/users/me/phone/verify", post(phone::send_code))
+        .route("/v1/users/me/phone/confirm", post(phone::confirm))
         .route(
             "/v1/users/me/mfa/totp",
             post(mfa::start_totp).delete(mfa::disable_totp),

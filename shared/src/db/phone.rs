@@ -1,0 +1,139 @@
+//! Phone verification codes: one live code per user, bound to the number
+//! it was sent to, at most `PHONE_CODE_TRIES` wrong tries, capped per number
+//! and per user per hour.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// Serialises code requests for one number until the transaction ends, so
+/// that the hourly cap cannot be raced (by one user or several).
+pub async fn lock_number(conn: impl PgExecutor<'_>, number: &str) -> sqlx::Result<()> {
+    let key = format!("phone:{number}");
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Codes sent in the last hour to `number` and to `user_id`, and when the
+/// oldest of those that count toward the fuller cap leaves the window.
+#[derive(Debug, Clone, Copy)]
+pub struct RecentCodes {
+    pub to_number: i64,
+    pub to_user: i64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+pub async fn recent(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    number: &str,
+) -> sqlx::Result<RecentCodes> {
+    sqlx::query_as!(
+        RecentCodes,
+        r#"SELECT count(*) FILTER (WHERE phone_number = $2) AS "to_number!",
+                  count(*) FILTER (WHERE user_id = $1) AS "to_user!",
+                  min(created_at) AS oldest
+           FROM phone_verifications
+           WHERE (phone_number = $2 OR user_id = $1)
+             AND created_at > now() - interval '1 hour'"#,
+        user_id,
+        number
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Stores a new code (its hash); the user's earlier live codes die.
+pub async fn insert(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    user_id: Uuid,
+    number: &str,
+    code_hash: &str,
+    ttl_minutes: i32,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "WITH superseded AS (
+             UPDATE phone_verifications SET used_at = now()
+             WHERE user_id = $2 AND used_at IS NULL)
+         INSERT INTO phone_verifications (id, user_id, phone_number, code_hash, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(mins => $5))",
+        id,
+        user_id,
+        number,
+        code_hash,
+        ttl_minutes
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The user's live code, row-locked until the transaction ends.
+#[derive(Debug, Clone)]
+pub struct LiveCode {
+    pub id: Uuid,
+    pub phone_number: String,
+    pub code_hash: String,
+    pub attempts: i32,
+}
+
+pub async fn live_for_update(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+) -> sqlx::Result<Option<LiveCode>> {
+    sqlx::query_as!(
+        LiveCode,
+        "SELECT id, phone_number, code_hash, attempts FROM phone_verifications
+         WHERE user_id = $1 AND used_at IS NULL AND expires_at > now()
+         ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A wrong try: counted, and the code dies at `max_tries`.
+pub async fn wrong_try(conn: impl PgExecutor<'_>, id: Uuid, max_tries: i32) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(
+        "UPDATE phone_verifications
+         SET attempts = attempts + 1,
+             used_at = CASE WHEN attempts + 1 >= $2 THEN now() ELSE used_at END
+         WHERE id = $1 RETURNING attempts",
+        id,
+        max_tries
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Spends the code.
+pub async fn spend(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE phone_verifications SET used_at = now() WHERE id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the user's number verified if it is still `number`; `false` when
+/// it changed since the code was sent.
+pub async fn mark_verified(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    number: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE users SET is_phone_verified = TRUE
+         WHERE id = $1 AND phone_number = $2 AND deleted_at IS NULL",
+        user_id,
+        number
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,185 @@
+//! Phone verification: a code by SMS (the outbox here, Amazon SNS through
+//! moto in `aws.rs`), 10 minutes, 5 tries, capped per number and per user,
+//! bound to the number, and cleared by a change of number.
+
+use axum::http::Method;
+use serde_json::{Value, json};
+use shared::db::MIGRATOR;
+use sqlx::PgPool;
+use tests::{TestApp, assert_problem};
+
+/// The codes texted to `number`, oldest first.
+fn codes_to(app: &TestApp, number: &str) -> Vec<String> {
+    let shared::sms::SmsTransport::Outbox(dir) = &app.state.config.sms.transport else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
+        .filter(|sms| sms["to"] == number)
+        .filter_map(|sms| {
+            let text = sms["text"].as_str()?;
+            let start = text.find("code is ")? + "code is ".len();
+            Some(text[start..start + 6].to_string())
+        })
+        .collect()
+}
+
+async fn with_number(app: &TestApp, name: &str, number: &str) -> String {
+    let (_, pair) = app.signed_in(name).await;
+    let token = pair["access_token"].as_str().unwrap().to_string();
+    let patched = app
+        .call(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(json!({"phone_number": number})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    token
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_code_by_sms_verifies_the_number_and_a_new_number_clears_it(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let token = with_number(&app, "ada", "+447911123456").await;
+    let send = || {
+        app.call(
+            Method::POST,
+            "/v1/users/me/phone/verify",
+            None,
+            Some(&token),
+        )
+    };
+    let confirm = |code: &str| {
+        app.call(
+            Method::POST,
+            "/v1/users/me/phone/confirm",
+            Some(json!({"code": code})),
+            Some(&token),
+        )
+    };
+    let sent = send().await;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    assert_eq!(sent.body["expires_in"], 600);
+    let code = codes_to(&app, "+447911123456")
+        .pop()
+        .expect("an SMS in the outbox");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_problem(&confirm(wrong).await, 422, "validation_failed");
+    let verified = confirm(&code).await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert_eq!(verified.body["is_phone_verified"], true);
+    // Used: the code works once.
+    assert_problem(&confirm(&code).await, 400, "invalid_token");
+    assert_problem(&send().await, 409, "conflict");
+
+    // A new number is not verified.
+    let patched = app
+        .call(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(json!({"phone_number": "+447911000000"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(patched.body["is_phone_verified"], false, "{}", patched.body);
+    // Nor can a code sent to the old number verify the new one.
+    assert_eq!(send().await.status, 202);
+    let code = codes_to(&app, "+447911000000").pop().unwrap();
+    app.call(
+        Method::PATCH,
+        "/v1/users/me",
+        Some(json!({"phone_number": "+15550001111"})),
+        Some(&token),
+    )
+    .await;
+    assert_problem(&confirm(&code).await, 400, "invalid_token");
+    let me = app.get_as("/v1/users/me", &token).await;
+    assert_eq!(me.body["is_phone_verified"], false);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn five_wrong_tries_kill_a_code_and_sends_are_capped(pool: PgPool) {
+    let app = TestApp::with_config(pool, &[("PHONE_CODES_PER_HOUR", "2")]);
+    let token = with_number(&app, "ada", "+447911123456").await;
+    let send = || {
+        app.call(
+            Method::POST,
+            "/v1/users/me/phone/verify",
+            None,
+            Some(&token),
+        )
+    };
+    assert_eq!(send().await.status, 202);
+    let code = codes_to(&app, "+447911123456").pop().unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/users/me/phone/confirm",
+                Some(json!({"code": wrong})),
+                Some(&token),
+            )
+            .await;
+        assert_problem(&response, 422, "validation_failed");
+    }
+    // Dead after five wrong tries, even with the right code.
+    let dead = app
+        .call(
+            Method::POST,
+            "/v1/users/me/phone/confirm",
+            Some(json!({"code": code})),
+            Some(&token),
+        )
+        .await;
+    assert_problem(&dead, 400, "invalid_token");
+    // Two codes an hour per number: the third is refused with Retry-After.
+    assert_eq!(send().await.status, 202);
+    let capped = send().await;
+    assert_problem(&capped, 429, "rate_limited");
+    let retry: u64 = capped.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    // The cap is per number too: another user with the same number is
+    // refused as well.
+    let other = with_number(&app, "bob", "+447911123456").await;
+    let refused = app
+        .call(
+            Method::POST,
+            "/v1/users/me/phone/verify",
+            None,
+            Some(&other),
+        )
+        .await;
+    assert_problem(&refused, 429, "rate_limited");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_a_number_there_is_nothing_to_verify(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (_, pair) = app.signed_in("ada").await;
+    let token = pair["access_token"].as_str().unwrap();
+    let response = app
+        .call(Method::POST, "/v1/users/me/phone/verify", None, Some(token))
+        .await;
+    assert_problem(&response, 409, "conflict");
+    let response = app
+        .call(
+            Method::POST,
+            "/v1/users/me/phone/confirm",
+            Some(json!({"code": "123456"})),
+            Some(token),
+        )
+        .await;
+    assert_problem(&response, 400, "invalid_token");
+}
