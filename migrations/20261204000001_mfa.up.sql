@@ -54,13 +54,15 @@ CREATE TABLE mfa_challenges (
 CREATE INDEX idx_mfa_challenges_user ON mfa_challenges (user_id);
 CREATE INDEX idx_mfa_challenges_expires ON mfa_challenges (expires_at);
 
--- Wrong second factors since the last right one, per user. Unlike the
--- login lockout's count, neither the end of a lock nor a password reset
--- clears it, so each lock it causes lasts twice as long as the one before
--- (codes cannot be guessed at a steady rate forever).
+-- Wrong second factors since the last right one, per user, and the locks
+-- set since the first of them (by a wrong code or a wrong password alike).
+-- Unlike the login lockout's count, neither the end of a lock nor a
+-- password reset clears them, so each lock lasts twice as long as the one
+-- before (codes cannot be guessed at a steady rate forever).
 CREATE TABLE mfa_failures (
     user_id UUID PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     failures INTEGER NOT NULL,
+    locks INTEGER NOT NULL DEFAULT 0,
     last_failed_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 

@@ -11,4 +11,5 @@ $$ LANGUAGE plpgsql;
 
 DROP TRIGGER IF EXISTS users_phone_changed ON users;
 DROP FUNCTION IF EXISTS clear_phone_verification();
+DROP INDEX IF EXISTS idx_users_verified_phone;
 DROP TABLE IF EXISTS phone_verifications;

@@ -24,7 +24,12 @@ CREATE TABLE phone_verifications (
 CREATE INDEX idx_phone_verifications_user ON phone_verifications (user_id, created_at DESC);
 -- The hourly cap per number.
 CREATE INDEX idx_phone_verifications_number ON phone_verifications (phone_number, created_at);
+-- The cleanup, and the service-wide hourly budget (codes live exactly 10
+-- minutes, so those created in the last hour expire after now - 50 min).
 CREATE INDEX idx_phone_verifications_expires ON phone_verifications (expires_at);
+-- A number another account has verified gets no codes.
+CREATE INDEX idx_users_verified_phone ON users (phone_number)
+    WHERE is_phone_verified AND deleted_at IS NULL;
 
 CREATE FUNCTION clear_phone_verification() RETURNS TRIGGER AS $$
 BEGIN
@@ -39,7 +44,9 @@ CREATE TRIGGER users_phone_changed
     BEFORE UPDATE OF phone_number ON users
     FOR EACH ROW EXECUTE FUNCTION clear_phone_verification();
 
-GRANT SELECT, INSERT, UPDATE ON phone_verifications TO user_management_app;
+-- DELETE: a code whose SMS could not be sent is removed (it must not count
+-- toward the caps).
+GRANT SELECT, INSERT, UPDATE, DELETE ON phone_verifications TO user_management_app;
 
 -- Anonymisation forgets the numbers codes were sent to as well.
 CREATE OR REPLACE FUNCTION forget_user_credentials(user_id_param UUID)

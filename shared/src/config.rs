@@ -274,7 +274,8 @@ impl Config {
     }
 }
 
-fn parse<T>(
+/// `name`'s value parsed, or `default` when unset; an error names it.
+pub(crate) fn parse<T>(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: T,

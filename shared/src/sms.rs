@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, parse};
 
 /// Where text messages go (`SMS_TRANSPORT`, `SMS_OUTBOX_DIR`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub struct SmsConfig {
     pub transport: SmsTransport,
     /// `PHONE_CODES_PER_HOUR`: codes sent per number, and per user, per hour.
     pub codes_per_hour: u32,
+    /// `SMS_MAX_PER_HOUR`: codes the whole service sends per hour (a cost
+    /// ceiling against SMS pumping); beyond it, 503 with `Retry-After`.
+    pub max_per_hour: u32,
 }
 
 impl SmsConfig {
@@ -40,19 +43,10 @@ impl SmsConfig {
                 });
             }
         };
-        let codes_per_hour =
-            match get("PHONE_CODES_PER_HOUR") {
-                None => 3,
-                Some(raw) => raw.trim().parse().map_err(|e: std::num::ParseIntError| {
-                    ConfigError::Invalid {
-                        name: "PHONE_CODES_PER_HOUR",
-                        why: e.to_string(),
-                    }
-                })?,
-            };
         Ok(Self {
             transport,
-            codes_per_hour,
+            codes_per_hour: parse(get, "PHONE_CODES_PER_HOUR", 3)?,
+            max_per_hour: parse(get, "SMS_MAX_PER_HOUR", 1000)?,
         })
     }
 }

@@ -24,7 +24,7 @@ use crate::api::{admin, auth, health, users};
         users::account::change_password, users::account::change_email,
         users::sessions::list_sessions, users::sessions::revoke_session, users::export::export,
         users::mfa::status, users::mfa::start_totp, users::mfa::confirm_totp, users::mfa::verify,
-        users::mfa::regenerate_recovery_codes, users::mfa::disable_totp,
+        users::mfa::change::regenerate_recovery_codes, users::mfa::change::disable_totp,
         auth::mfa::verify, admin::mfa::reset_mfa, users::phone::send_code, users::phone::confirm,
         users::directory::list_users, users::directory::get_user,
         admin::users::list_users, admin::users::get_user, admin::users::update_user,
@@ -71,10 +71,13 @@ cannot be renamed, lose `*`, or be deleted, and the last active `*` holder canno
 removed, suspended or deleted: 409 `conflict` with a `detail` that says why.";
 
 /// The step-up routes, whose current-password check counts toward the lockout.
-const STEP_UPS: [(&str, &str); 3] = [
+const STEP_UPS: [(&str, &str); 6] = [
     ("/v1/users/me/password", "post"),
     ("/v1/users/me/email", "post"),
     ("/v1/users/me", "delete"),
+    ("/v1/users/me/mfa/totp", "delete"),
+    ("/v1/users/me/mfa/recovery-codes", "post"),
+    ("/v1/users/me/mfa/totp/confirm", "post"),
 ];
 
 /// The routes that need a recent second factor from a user who has one.

@@ -304,7 +304,19 @@ pub async fn record_failure(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::R
     .await
 }
 
-/// A right second factor: the count starts again.
+/// A lock was set on the account of `user_id`: counted when its second
+/// factor has failures since its last success; the locks so far (`None`:
+/// no failures, an ordinary lock).
+pub async fn record_lock(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!(
+        "UPDATE mfa_failures SET locks = locks + 1 WHERE user_id = $1 RETURNING locks",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A right second factor (or an admin's unlock): the counts start again.
 pub async fn clear_failures(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<()> {
     sqlx::query!("DELETE FROM mfa_failures WHERE user_id = $1", user_id)
         .execute(conn)

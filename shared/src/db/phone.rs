@@ -23,6 +23,8 @@ pub struct RecentCodes {
     pub to_number: i64,
     pub to_user: i64,
     pub oldest: Option<DateTime<Utc>>,
+    /// Codes sent by the whole service in the last hour.
+    pub everyone: i64,
 }
 
 pub async fn recent(
@@ -34,7 +36,9 @@ pub async fn recent(
         RecentCodes,
         r#"SELECT count(*) FILTER (WHERE phone_number = $2) AS "to_number!",
                   count(*) FILTER (WHERE user_id = $1) AS "to_user!",
-                  min(created_at) AS oldest
+                  min(created_at) AS oldest,
+                  (SELECT count(*) FROM phone_verifications
+                   WHERE expires_at > now() - interval '50 minutes') AS "everyone!"
            FROM phone_verifications
            WHERE (phone_number = $2 OR user_id = $1)
              AND created_at > now() - interval '1 hour'"#,
@@ -45,7 +49,25 @@ pub async fn recent(
     .await
 }
 
-/// Stores a new code (its hash); the user's earlier live codes die.
+/// Is `number` verified by another live account?
+pub async fn verified_elsewhere(
+    conn: impl PgExecutor<'_>,
+    user_id: Uuid,
+    number: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users
+                          WHERE phone_number = $2 AND is_phone_verified
+                            AND deleted_at IS NULL AND id <> $1) AS "taken!""#,
+        user_id,
+        number
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Stores a new code (its hash). The earlier live code stays until this
+/// one was sent ([`supersede`]).
 pub async fn insert(
     conn: impl PgExecutor<'_>,
     id: Uuid,
@@ -55,10 +77,7 @@ pub async fn insert(
     ttl_minutes: i32,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "WITH superseded AS (
-             UPDATE phone_verifications SET used_at = now()
-             WHERE user_id = $2 AND used_at IS NULL)
-         INSERT INTO phone_verifications (id, user_id, phone_number, code_hash, expires_at)
+        "INSERT INTO phone_verifications (id, user_id, phone_number, code_hash, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(mins => $5))",
         id,
         user_id,
@@ -71,13 +90,43 @@ pub async fn insert(
     Ok(())
 }
 
+/// The code `id` was sent: the user's other live codes die.
+pub async fn supersede(conn: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE phone_verifications SET used_at = now()
+         WHERE user_id = $1 AND id <> $2 AND used_at IS NULL",
+        user_id,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The code `id` could not be sent: it is removed, and counts toward no cap.
+pub async fn remove(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("DELETE FROM phone_verifications WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The user's live code, row-locked until the transaction ends.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LiveCode {
     pub id: Uuid,
     pub phone_number: String,
     pub code_hash: String,
     pub attempts: i32,
+}
+
+impl std::fmt::Debug for LiveCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // With the id, the hash gives the code back in 10^6 guesses.
+        f.debug_struct("LiveCode")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn live_for_update(

@@ -60,9 +60,10 @@ pub fn second_factor_failed(to: &str, locked_until: chrono::DateTime<chrono::Utc
         to: to.to_string(),
         subject: "Failed sign-in with your password".into(),
         text: format!(
-            "Someone entered your password correctly but failed the second step \
-             several times. Your account is locked until {} UTC.\n\n\
-             If this was not you, your password is known to someone else: reset it.\n",
+            "Someone got past your password (or used one of your signed-in \
+             sessions) but failed the second step several times. Your account is \
+             locked until {} UTC.\n\n\
+             If this was not you, reset your password and sign out everywhere.\n",
             locked_until.format("%Y-%m-%d %H:%M")
         ),
     }

@@ -40,16 +40,7 @@ impl MfaConfig {
                 why,
             })?,
         };
-        let step_up = match get("STEP_UP_MAX_AGE_SECONDS") {
-            None => 300,
-            Some(raw) => raw
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| ConfigError::Invalid {
-                    name: "STEP_UP_MAX_AGE_SECONDS",
-                    why: e.to_string(),
-                })?,
-        };
+        let step_up: u64 = crate::config::parse(get, "STEP_UP_MAX_AGE_SECONDS", 300)?;
         let list = |raw: Option<String>| -> Vec<String> {
             raw.unwrap_or_default()
                 .split(',')

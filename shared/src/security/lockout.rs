@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
 use crate::db::logins::{self, Attempt};
 use crate::db::rate_limits;
+use crate::db::{mfa, users};
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, Event};
@@ -146,6 +147,28 @@ pub async fn wrong_password(
     metrics::count(Event::LoginFailure);
     if locked.is_some() {
         metrics::count(Event::Lockout);
+        if let Some(user_id) = user_id {
+            lengthen_if_second_factor_guessed(state, user_id).await?;
+        }
     }
     Ok(Error::InvalidCredentials)
+}
+
+/// A lock just set on an account whose second factor has failed since its
+/// last success (whichever wrong answer, code or password, set the lock):
+/// it lasts `LOCKOUT_MINUTES × 2^(locks before it)`, at most a day, and the
+/// owner is told by mail that someone gets past their password. Other
+/// locks are left as they are.
+async fn lengthen_if_second_factor_guessed(state: &AppState, user_id: Uuid) -> Result<()> {
+    let Some(locks) = mfa::record_lock(&state.db.write, user_id).await? else {
+        return Ok(());
+    };
+    let doublings = (locks - 1).clamp(0, 16);
+    let minutes = i32::try_from(state.config.lockout_minutes.min(24 * 60)).unwrap_or(24 * 60);
+    let until = mfa::lengthen_lock(&state.db.write, user_id, minutes, doublings).await?;
+    if let (Some(until), Some(user)) = (until, users::find_live(&state.db.write, user_id).await?) {
+        let mail = crate::mail::templates::second_factor_failed(&user.email, until);
+        state.mailer.deliver(mail).await;
+    }
+    Ok(())
 }

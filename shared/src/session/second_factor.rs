@@ -140,53 +140,22 @@ pub async fn verify_for_step_up(
     Ok((token, amr))
 }
 
-/// A wrong second factor, counted: audited as a warning, and the error to
-/// answer with (401 `invalid_credentials`). Also counted apart from the
-/// lockout ([`mfa::record_failure`]): a lock this attempt sets lasts
-/// `LOCKOUT_MINUTES × 2^(locks before it)`, at most a day, and the owner is
-/// told by mail that someone knows their password.
+/// A wrong second factor, counted toward the lockout (audited as a
+/// warning) and apart from it ([`mfa::record_failure`], which makes the
+/// locks that follow last longer each time: `lockout::wrong_password`);
+/// the error to answer with (401 `invalid_credentials`).
 async fn wrong(
     state: &AppState,
     ctx: &AuditContext,
     user_id: uuid::Uuid,
     attempt: Option<logins::Attempt>,
 ) -> Error {
+    if let Err(err) = mfa::record_failure(&state.db.write, user_id).await {
+        return err.into();
+    }
     let reason = "wrong_second_factor";
-    let refusal = match lockout::wrong_password(
-        state,
-        ctx,
-        Some(user_id),
-        attempt,
-        reason,
-        "warning",
-    )
-    .await
-    {
+    match lockout::wrong_password(state, ctx, Some(user_id), attempt, reason, "warning").await {
         Ok(refusal) => refusal,
-        Err(err) => return err,
-    };
-    match back_off(state, user_id, attempt).await {
-        Ok(()) => refusal,
         Err(err) => err,
     }
-}
-
-async fn back_off(
-    state: &AppState,
-    user_id: uuid::Uuid,
-    attempt: Option<logins::Attempt>,
-) -> Result<()> {
-    let failures = mfa::record_failure(&state.db.write, user_id).await?;
-    if !attempt.is_some_and(|a| a.just_locked) {
-        return Ok(());
-    }
-    let threshold = i32::try_from(state.config.lockout_threshold.max(1)).unwrap_or(i32::MAX);
-    let doublings = (failures / threshold - 1).clamp(0, 16);
-    let minutes = i32::try_from(state.config.lockout_minutes).unwrap_or(i32::MAX);
-    let until = mfa::lengthen_lock(&state.db.write, user_id, minutes, doublings).await?;
-    if let (Some(until), Some(user)) = (until, users::find_live(&state.db.write, user_id).await?) {
-        let mail = crate::mail::templates::second_factor_failed(&user.email, until);
-        state.mailer.deliver(mail).await;
-    }
-    Ok(())
 }

@@ -134,8 +134,16 @@ async fn sensitive_changes_need_a_recent_second_factor(pool: PgPool) {
             "/v1/users/me",
             Some(json!({"password": STRONG_PASSWORD})),
         ),
-        (Method::DELETE, "/v1/users/me/mfa/totp", None),
-        (Method::POST, "/v1/users/me/mfa/recovery-codes", None),
+        (
+            Method::DELETE,
+            "/v1/users/me/mfa/totp",
+            Some(json!({"password": STRONG_PASSWORD})),
+        ),
+        (
+            Method::POST,
+            "/v1/users/me/mfa/recovery-codes",
+            Some(json!({"password": STRONG_PASSWORD})),
+        ),
     ];
     for (method, path, body) in refused {
         let response = app.call(method.clone(), path, body, Some(&token)).await;
@@ -171,11 +179,21 @@ async fn sensitive_changes_need_a_recent_second_factor(pool: PgPool) {
     assert_eq!(stepped.body["amr"], json!(["mfa", "otp", "pwd"]));
     let token = access_token(&stepped.body);
 
+    // The password is asked too (full re-authentication), and counted.
+    let wrong_password = app
+        .call(
+            Method::POST,
+            "/v1/users/me/mfa/recovery-codes",
+            Some(json!({"password": "Not-The-Password-1!"})),
+            Some(&token),
+        )
+        .await;
+    assert_problem(&wrong_password, 401, "invalid_credentials");
     let regenerated = app
         .call(
             Method::POST,
             "/v1/users/me/mfa/recovery-codes",
-            None,
+            Some(json!({"password": STRONG_PASSWORD})),
             Some(&token),
         )
         .await;
@@ -220,7 +238,12 @@ async fn sensitive_changes_need_a_recent_second_factor(pool: PgPool) {
     // recovery codes with it; the next login is one step again.
     let token = access_token(&new.body);
     let disabled = app
-        .call(Method::DELETE, "/v1/users/me/mfa/totp", None, Some(&token))
+        .call(
+            Method::DELETE,
+            "/v1/users/me/mfa/totp",
+            Some(json!({"password": "Another-Strong-Pass-42?"})),
+            Some(&token),
+        )
         .await;
     assert_eq!(disabled.status, 204, "{}", disabled.body);
     let plain = app.login_as(&user).await;

@@ -215,6 +215,8 @@ pub(crate) async fn unlock(
     let mut tx = begin_change(&state, &meta, &mut caller).await?;
     target(&mut tx, &caller, id, Wanted::Live).await?;
     users::unlock(&mut *tx, id).await?;
+    // The second factor's failure count too: an admin decided.
+    crate::db::mfa::clear_failures(&mut *tx, id).await?;
     audit::record(
         &mut *tx,
         &meta.audit(Some(caller.user_id)),

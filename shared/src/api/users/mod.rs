@@ -42,13 +42,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/me/phone/confirm", post(phone::confirm))
         .route(
             "/v1/users/me/mfa/totp",
-            post(mfa::start_totp).delete(mfa::disable_totp),
+            post(mfa::start_totp).delete(mfa::change::disable_totp),
         )
         .route("/v1/users/me/mfa/totp/confirm", post(mfa::confirm_totp))
         .route("/v1/users/me/mfa/verify", post(mfa::verify))
         .route(
             "/v1/users/me/mfa/recovery-codes",
-            post(mfa::regenerate_recovery_codes),
+            post(mfa::change::regenerate_recovery_codes),
         )
         .route("/v1/users/{id}", get(directory::get_user))
 }

@@ -43,6 +43,15 @@ pub struct PhoneConfirmation {
 
 const NO_NUMBER: &str = "No phone number is set: PATCH /v1/users/me with phone_number first.";
 const VERIFIED: &str = "The phone number is already verified.";
+const TAKEN: &str = "Another account has verified this phone number.";
+
+/// A number as the audit trail keeps it: its last two digits (the trail
+/// outlives anonymisation, and the number may be someone else's).
+fn redacted(number: &str) -> String {
+    let digits: Vec<char> = number.chars().collect();
+    let tail: String = digits[digits.len().saturating_sub(2)..].iter().collect();
+    format!("…{tail}")
+}
 
 /// The stored form of a code: hex SHA-256 of `"<id>:<code>"` (the row id
 /// salts it).
@@ -65,7 +74,7 @@ fn new_code() -> Result<String> {
     path = "/v1/users/me/phone/verify",
     tag = "users",
     summary = "Send a verification code to my phone number",
-    description = "No body. Sends a 6-digit code by SMS to the caller's phone_number (valid 10 minutes, 5 tries; a newer code replaces it). At most PHONE_CODES_PER_HOUR codes per number and per user per hour (429 with Retry-After). 409 `conflict` without a number or when it is already verified.",
+    description = "No body. Sends a 6-digit code by SMS to the caller's phone_number, which must start with + and the country code (valid 10 minutes, 5 tries; a newer code replaces it once sent). At most PHONE_CODES_PER_HOUR codes per number and per user per hour (429 with Retry-After), SMS_MAX_PER_HOUR for the whole service (503 with Retry-After). 409 `conflict` without a number, when it is already verified, or when another account has verified it.",
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Code sent", body = CodeSent),
@@ -79,6 +88,9 @@ pub(crate) async fn send_code(
     Me { user, .. }: Me,
 ) -> Result<(StatusCode, ApiJson<CodeSent>)> {
     rate_limit::hit(&state, Limit::PhoneVerify, &user.id.to_string()).await?;
+    if let Some(ip) = meta.ip {
+        rate_limit::hit(&state, Limit::PhoneVerify, &ip.to_string()).await?;
+    }
     let number = user
         .phone_number
         .clone()
@@ -86,13 +98,30 @@ pub(crate) async fn send_code(
     if user.is_phone_verified {
         return Err(Error::Conflict(VERIFIED));
     }
+    if !number.starts_with('+') {
+        // Without its country code a number is ambiguous, to SNS and to
+        // the per-number cap alike.
+        return Err(Error::field(
+            "phone_number",
+            "must start with + and the country code to receive a code",
+        ));
+    }
     let code = new_code()?;
     let id = uuid::Uuid::now_v7();
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     logins::lock_for_login(&mut *tx, user.id).await?;
     phone::lock_number(&mut *tx, &number).await?;
+    if phone::verified_elsewhere(&mut *tx, user.id, &number).await? {
+        return Err(Error::Conflict(TAKEN));
+    }
     let recent = phone::recent(&mut *tx, user.id, &number).await?;
+    if recent.everyone >= i64::from(state.config.sms.max_per_hour) {
+        tracing::error!("SMS_MAX_PER_HOUR reached: phone codes refused");
+        return Err(Error::Busy {
+            retry_after_secs: 300,
+        });
+    }
     let cap = i64::from(state.config.sms.codes_per_hour);
     if recent.to_number >= cap || recent.to_user >= cap {
         let retry = recent.oldest.map_or(60, |oldest| {
@@ -104,30 +133,27 @@ pub(crate) async fn send_code(
             retry_after_secs: u64::try_from(retry).unwrap_or(60),
         });
     }
-    phone::insert(
-        &mut *tx,
-        id,
-        user.id,
-        &number,
-        &code_hash(id, &code),
-        CODE_TTL_MINUTES,
-    )
-    .await?;
+    let hash = code_hash(id, &code);
+    phone::insert(&mut *tx, id, user.id, &number, &hash, CODE_TTL_MINUTES).await?;
     let mut event = AuditEvent::about_user(AuditAction::PhoneVerificationSent, Some(user.id));
-    event.new_values = Some(json!({"phone_number": number}));
+    event.new_values = Some(json!({"phone_number": redacted(&number)}));
     audit::record(&mut *tx, &meta.audit(None), &event).await?;
     tx.commit().await?;
     let sms = Sms {
         to: number,
         text: format!(
-            "Your verification code is {code}. It expires in {CODE_TTL_MINUTES} minutes."
+            "{}: your verification code is {code}. It expires in {CODE_TTL_MINUTES} minutes. \
+             Do not share it.",
+            state.mfa.issuer
         ),
     };
     if let Err(err) = state.texter.send(&sms).await {
-        // The code is useless unsent: it dies, and the caller may retry.
-        phone::spend(&state.db.write, id).await?;
+        // Unsent, the code is removed (it counts toward no cap) and the
+        // code sent before it stays live.
+        phone::remove(&state.db.write, id).await?;
         return Err(Error::Unavailable(err));
     }
+    phone::supersede(&state.db.write, user.id, id).await?;
     Ok((
         StatusCode::ACCEPTED,
         ApiJson(CodeSent {
@@ -188,7 +214,7 @@ pub(crate) async fn confirm(
         return Err(Error::InvalidToken);
     }
     let mut event = AuditEvent::about_user(AuditAction::PhoneVerified, Some(user.id));
-    event.new_values = Some(json!({"phone_number": live.phone_number}));
+    event.new_values = Some(json!({"phone_number": redacted(&live.phone_number)}));
     audit::record(&mut *tx, &meta.audit(None), &event).await?;
     tx.commit().await?;
     Ok(ApiJson(UserView::from(&super::me(&state, &auth).await?)))

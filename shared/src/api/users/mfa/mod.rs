@@ -2,7 +2,9 @@
 //! (the secret as an `otpauth://` URI and a QR code), confirm it with a
 //! first code (which also gives the ten recovery codes, once), verify a
 //! second factor for step-up, regenerate recovery codes and disable TOTP
-//! (both step-ups themselves).
+//! (both step-ups themselves, in [`change`]).
+
+pub(crate) mod change;
 
 use axum::Extension;
 use axum::extract::State;
@@ -19,7 +21,7 @@ use crate::mail::templates;
 use crate::mfa::{AMR_PASSWORD, AMR_SECOND_FACTOR, Presented, amr, recovery, totp};
 use crate::security::Me;
 use crate::security::rate_limit::{self, Limit};
-use crate::session::{confirm_password, require_recent_second_factor, step_up, verify_for_step_up};
+use crate::session::{confirm_password, step_up, verify_for_step_up};
 use crate::state::AppState;
 
 /// How long a started TOTP enrolment waits for its first code.
@@ -169,7 +171,7 @@ pub(crate) async fn start_totp(
 
 const TOTP_ENABLED: &str = "TOTP is already enabled; disable it first to enrol a new one.";
 const NO_ENROLMENT: &str = "No TOTP enrolment is waiting (none started, or it expired): start one with POST /v1/users/me/mfa/totp.";
-const NO_FACTOR: &str = "No second factor is enabled.";
+pub(crate) const NO_FACTOR: &str = "No second factor is enabled.";
 
 #[utoipa::path(
     post,
@@ -280,79 +282,4 @@ pub(crate) async fn verify(
         expires_in: state.keys.ttl().as_secs(),
         amr,
     }))
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/users/me/mfa/recovery-codes",
-    tag = "users",
-    summary = "Regenerate my recovery codes",
-    description = "Step-up: needs a second factor verified in this session within STEP_UP_MAX_AGE_SECONDS (else 403 `mfa_required`). The old codes stop working.",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The new codes, shown this once", body = RecoveryCodes),
-        (status = 409, description = "No second factor is enabled (conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-    )
-)]
-pub(crate) async fn regenerate_recovery_codes(
-    State(state): State<AppState>,
-    Extension(meta): Extension<RequestMeta>,
-    Me { auth, user }: Me,
-) -> Result<ApiJson<RecoveryCodes>> {
-    let codes = recovery::generate().map_err(Error::Internal)?;
-    let hashes: Vec<String> = codes.iter().filter_map(|c| recovery::hash(c)).collect();
-    let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &meta.audit(None)).await?;
-    crate::db::logins::lock_for_login(&mut *tx, user.id).await?;
-    if !store::has_factor(&mut *tx, user.id).await? {
-        return Err(Error::Conflict(NO_FACTOR));
-    }
-    require_recent_second_factor(&state, &mut *tx, &auth).await?;
-    store::replace_recovery_codes(&mut *tx, user.id, &hashes).await?;
-    audit::record(
-        &mut *tx,
-        &meta.audit(None),
-        &AuditEvent::about_user(AuditAction::RecoveryCodesRegenerated, Some(user.id)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ApiJson(RecoveryCodes {
-        recovery_codes: codes,
-    }))
-}
-
-#[utoipa::path(
-    delete,
-    path = "/v1/users/me/mfa/totp",
-    tag = "users",
-    summary = "Disable TOTP",
-    description = "Step-up: needs a second factor verified in this session within STEP_UP_MAX_AGE_SECONDS (else 403 `mfa_required`). With the last factor gone, the recovery codes go too.",
-    security(("bearer" = [])),
-    responses(
-        (status = 204, description = "Disabled"),
-        (status = 409, description = "TOTP is not enabled (conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
-    )
-)]
-pub(crate) async fn disable_totp(
-    State(state): State<AppState>,
-    Extension(meta): Extension<RequestMeta>,
-    Me { auth, user }: Me,
-) -> Result<StatusCode> {
-    let mut tx = state.db.write.begin().await?;
-    audit::set_context(&mut *tx, &meta.audit(None)).await?;
-    crate::db::logins::lock_for_login(&mut *tx, user.id).await?;
-    require_recent_second_factor(&state, &mut *tx, &auth).await?;
-    if !store::delete_totp(&mut *tx, user.id).await? {
-        return Err(Error::Conflict(NO_FACTOR));
-    }
-    if !store::has_factor(&mut *tx, user.id).await? {
-        store::delete_all(&mut *tx, user.id).await?;
-    }
-    let mut event = AuditEvent::about_user(AuditAction::MfaDisabled, Some(user.id));
-    event.new_values = Some(json!({"type": "totp"}));
-    audit::record(&mut *tx, &meta.audit(None), &event).await?;
-    tx.commit().await?;
-    let mail = templates::mfa_changed(&user.email, "turned off (the authenticator app)");
-    state.mailer.deliver(mail).await;
-    Ok(StatusCode::NO_CONTENT)
 }
