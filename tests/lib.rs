@@ -322,22 +322,38 @@ impl TestApp {
         let shared::config::MailTransport::Outbox(dir) = &self.state.config.mail_transport else {
             return Vec::new();
         };
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|p| std::fs::read(p).ok())
-            .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-            .filter(|mail| mail["to"] == to)
-            .collect()
+        outbox(dir, to)
     }
 
+    /// Every text message in the SMS outbox sent to `number`, oldest first.
+    pub fn texts_to(&self, number: &str) -> Vec<Value> {
+        let shared::sms::SmsTransport::Outbox(dir) = &self.state.config.sms.transport else {
+            return Vec::new();
+        };
+        outbox(dir, number)
+    }
+}
+
+/// The messages (JSON files) in the outbox folder `dir` addressed to `to`,
+/// oldest first.
+fn outbox(dir: &std::path::Path, to: &str) -> Vec<Value> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .filter(|message| message["to"] == to)
+        .collect()
+}
+
+impl TestApp {
     /// The token of the newest mail to `to` whose link path contains `path`.
     pub fn token_from_mail(&self, to: &str, path: &str) -> Option<String> {
         self.mails_to(to).iter().rev().find_map(|mail| {

@@ -3,28 +3,15 @@
 //! bound to the number, and cleared by a change of number.
 
 use axum::http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::db::MIGRATOR;
 use sqlx::PgPool;
 use tests::{TestApp, assert_problem};
 
 /// The codes texted to `number`, oldest first.
 fn codes_to(app: &TestApp, number: &str) -> Vec<String> {
-    let shared::sms::SmsTransport::Outbox(dir) = &app.state.config.sms.transport else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
-        .filter(|sms| sms["to"] == number)
+    app.texts_to(number)
+        .iter()
         .filter_map(|sms| {
             let text = sms["text"].as_str()?;
             let start = text.find("code is ")? + "code is ".len();

@@ -273,6 +273,27 @@ fn no_nul_in_bodies(doc: &mut Value) {
     }
 }
 
+/// A second factor is one answer: `code` or `recovery_code` as a string,
+/// never both and never neither (the field present says the method; a
+/// `null` one is absent). Serde cannot say so to utoipa; JSON Schema can.
+fn exactly_one_answer(doc: &mut Value) {
+    for name in ["MfaVerifyRequest", "SecondFactorRequest"] {
+        if let Some(schema) = doc
+            .pointer_mut(&format!("/components/schemas/{name}"))
+            .and_then(Value::as_object_mut)
+        {
+            schema.insert(
+                "oneOf".into(),
+                json!([
+                    {"required": ["code"], "properties": {"code": {"type": "string"}}},
+                    {"required": ["recovery_code"],
+                     "properties": {"recovery_code": {"type": "string"}}}
+                ]),
+            );
+        }
+    }
+}
+
 /// The document as pretty JSON (what `openapi.json` holds).
 pub fn json() -> String {
     serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -286,6 +307,7 @@ pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_rules(&mut doc);
     no_nul_in_bodies(&mut doc);
+    exactly_one_answer(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in operation.values_mut() {

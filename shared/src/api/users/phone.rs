@@ -72,13 +72,15 @@ fn new_code() -> Result<String> {
 #[utoipa::path(
     post,
     path = "/v1/users/me/phone/verify",
+    operation_id = "send_phone_code",
     tag = "users",
     summary = "Send a verification code to my phone number",
     description = "No body. Sends a 6-digit code by SMS to the caller's phone_number, which must start with + and the country code (valid 10 minutes, 5 tries; a newer code replaces it once sent). At most PHONE_CODES_PER_HOUR codes per number and per user per hour (429 with Retry-After), SMS_MAX_PER_HOUR for the whole service (503 with Retry-After). 409 `conflict` without a number, when it is already verified, or when another account has verified it.",
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Code sent", body = CodeSent),
-        (status = 409, description = "No number, or already verified (conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No number, already verified, or verified by another account (conflict)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The number lacks + and the country code (validation_failed)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited per number or per user; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -165,6 +167,7 @@ pub(crate) async fn send_code(
 #[utoipa::path(
     post,
     path = "/v1/users/me/phone/confirm",
+    operation_id = "confirm_phone",
     tag = "users",
     summary = "Confirm my phone number with the code",
     description = "Sets is_phone_verified when the code is right and the number is still the one it was sent to. A wrong code: 422 (the code dies after 5 wrong tries); no live code (none sent, expired, used, dead, or the number changed since): 400 `invalid_token`.",
