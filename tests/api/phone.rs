@@ -170,3 +170,109 @@ async fn without_a_number_there_is_nothing_to_verify(pool: PgPool) {
         .await;
     assert_problem(&response, 400, "invalid_token");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn codes_go_only_to_full_numbers_nobody_else_verified(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let send = |token: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/v1/users/me/phone/verify",
+                None,
+                Some(&token),
+            )
+            .await
+        }
+    };
+    // Without + and the country code: no code.
+    let bare = with_number(&app, "bare", "447911123456").await;
+    assert_problem(&send(bare).await, 422, "validation_failed");
+    // Ada verifies her number; Bob may not have codes sent to it.
+    let ada = with_number(&app, "ada", "+447911123456").await;
+    assert_eq!(send(ada.clone()).await.status, 202);
+    let code = codes_to(&app, "+447911123456").pop().unwrap();
+    let verified = app
+        .call(
+            Method::POST,
+            "/v1/users/me/phone/confirm",
+            Some(json!({"code": code})),
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    let bob = with_number(&app, "bob", "+447911123456").await;
+    assert_problem(&send(bob).await, 409, "conflict");
+    // The audit trail keeps the last two digits only.
+    let logged: Vec<String> = sqlx::query_scalar(
+        "SELECT new_values->>'phone_number' FROM audit_logs
+         WHERE action IN ('phone_verification_sent', 'phone_verified') ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(logged, ["…56", "…56"]);
+    let texts = app.texts_to("+447911123456");
+    let text = texts[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("User Management: ") && text.contains("Do not share"),
+        "{text}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_sms_that_cannot_be_sent_is_a_503_that_counts_nothing(pool: PgPool) {
+    // The outbox "folder" is a file: every send fails.
+    let file = std::env::temp_dir().join(format!("um-sms-file-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, b"not a folder").unwrap();
+    let app = TestApp::with_config(pool, &[("SMS_OUTBOX_DIR", file.to_str().unwrap())]);
+    let token = with_number(&app, "ada", "+447911123456").await;
+    for _ in 0..4 {
+        let failed = app
+            .call(
+                Method::POST,
+                "/v1/users/me/phone/verify",
+                None,
+                Some(&token),
+            )
+            .await;
+        assert_problem(&failed, 503, "unavailable");
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_verifications")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "failed sends count toward no cap");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_newer_code_replaces_the_older_only_once_sent(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let token = with_number(&app, "ada", "+447911123456").await;
+    let send = || {
+        app.call(
+            Method::POST,
+            "/v1/users/me/phone/verify",
+            None,
+            Some(&token),
+        )
+    };
+    assert_eq!(send().await.status, 202);
+    let first = codes_to(&app, "+447911123456").pop().unwrap();
+    assert_eq!(send().await.status, 202);
+    let second = codes_to(&app, "+447911123456").pop().unwrap();
+    let confirm = |code: String| {
+        app.call(
+            Method::POST,
+            "/v1/users/me/phone/confirm",
+            Some(json!({"code": code})),
+            Some(&token),
+        )
+    };
+    if first != second {
+        // The first code died when the second was sent.
+        assert_problem(&confirm(first).await, 422, "validation_failed");
+    }
+    assert_eq!(confirm(second).await.status, 200);
+}
