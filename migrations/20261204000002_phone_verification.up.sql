@@ -24,8 +24,9 @@ CREATE TABLE phone_verifications (
 CREATE INDEX idx_phone_verifications_user ON phone_verifications (user_id, created_at DESC);
 -- The hourly cap per number.
 CREATE INDEX idx_phone_verifications_number ON phone_verifications (phone_number, created_at);
--- The cleanup, and the service-wide hourly budget (codes live exactly 10
--- minutes, so those created in the last hour expire after now - 50 min).
+-- The cleanup, and the service-wide hourly budget (a code expires exactly
+-- its lifetime after it was created, so "created in the last hour" is
+-- "expires after now - 1 hour + lifetime").
 CREATE INDEX idx_phone_verifications_expires ON phone_verifications (expires_at);
 -- A number another account has verified gets no codes.
 CREATE INDEX idx_users_verified_phone ON users (phone_number)

@@ -276,3 +276,58 @@ async fn a_newer_code_replaces_the_older_only_once_sent(pool: PgPool) {
     }
     assert_eq!(confirm(second).await.status, 200);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn one_account_verifies_a_number_even_when_two_hold_codes(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let ada = with_number(&app, "ada", "+447911123456").await;
+    let bob = with_number(&app, "bob", "+447911123456").await;
+    let mut codes = Vec::new();
+    for token in [&ada, &bob] {
+        let sent = app
+            .call(Method::POST, "/v1/users/me/phone/verify", None, Some(token))
+            .await;
+        assert_eq!(sent.status, 202, "{}", sent.body);
+        codes.push(codes_to(&app, "+447911123456").pop().unwrap());
+    }
+    let confirm = |token: String, code: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/v1/users/me/phone/confirm",
+                Some(json!({"code": code})),
+                Some(&token),
+            )
+            .await
+        }
+    };
+    assert_eq!(confirm(ada, codes[0].clone()).await.status, 200);
+    assert_problem(&confirm(bob, codes[1].clone()).await, 409, "conflict");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_send_that_finishes_late_does_not_kill_a_newer_code(pool: PgPool) {
+    // Two sends of one user overlap: the older one's supersede runs last.
+    let app = TestApp::new(pool);
+    let (user, _) = app.signed_in("ada").await;
+    let (older, newer) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let db = &app.pool;
+    shared::db::phone::insert(db, older, user.id, "+447911123456", "h1", 10)
+        .await
+        .unwrap();
+    shared::db::phone::insert(db, newer, user.id, "+447911123456", "h2", 10)
+        .await
+        .unwrap();
+    shared::db::phone::supersede(db, user.id, newer)
+        .await
+        .unwrap();
+    shared::db::phone::supersede(db, user.id, older)
+        .await
+        .unwrap();
+    let live = shared::db::phone::live_for_update(db, user.id)
+        .await
+        .unwrap()
+        .expect("a live code");
+    assert_eq!(live.id, newer);
+}

@@ -309,7 +309,11 @@ pub async fn record_failure(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::R
 /// no failures, an ordinary lock).
 pub async fn record_lock(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Option<i32>> {
     sqlx::query_scalar!(
-        "UPDATE mfa_failures SET locks = locks + 1 WHERE user_id = $1 RETURNING locks",
+        "UPDATE mfa_failures SET locks = locks + 1
+         WHERE user_id = $1
+           AND EXISTS (SELECT 1 FROM mfa_factors
+                       WHERE user_id = $1 AND confirmed_at IS NOT NULL)
+         RETURNING locks",
         user_id
     )
     .fetch_optional(conn)

@@ -31,6 +31,7 @@ pub async fn recent(
     conn: impl PgExecutor<'_>,
     user_id: Uuid,
     number: &str,
+    ttl_minutes: i32,
 ) -> sqlx::Result<RecentCodes> {
     sqlx::query_as!(
         RecentCodes,
@@ -38,12 +39,14 @@ pub async fn recent(
                   count(*) FILTER (WHERE user_id = $1) AS "to_user!",
                   min(created_at) AS oldest,
                   (SELECT count(*) FROM phone_verifications
-                   WHERE expires_at > now() - interval '50 minutes') AS "everyone!"
+                   WHERE expires_at > now() - interval '1 hour' + make_interval(mins => $3))
+                   AS "everyone!"
            FROM phone_verifications
            WHERE (phone_number = $2 OR user_id = $1)
              AND created_at > now() - interval '1 hour'"#,
         user_id,
-        number
+        number,
+        ttl_minutes
     )
     .fetch_one(conn)
     .await
@@ -76,9 +79,14 @@ pub async fn insert(
     code_hash: &str,
     ttl_minutes: i32,
 ) -> sqlx::Result<()> {
+    // The clock, not the transaction's start: a request that waited for
+    // the user's row lock is stamped after the one that held it, so
+    // "older" in [`supersede`] follows the lock order.
     sqlx::query!(
-        "INSERT INTO phone_verifications (id, user_id, phone_number, code_hash, expires_at)
-         VALUES ($1, $2, $3, $4, now() + make_interval(mins => $5))",
+        "WITH t AS (SELECT clock_timestamp() AS at)
+         INSERT INTO phone_verifications (id, user_id, phone_number, code_hash, created_at,
+                                          expires_at)
+         SELECT $1, $2, $3, $4, t.at, t.at + make_interval(mins => $5) FROM t",
         id,
         user_id,
         number,
@@ -90,11 +98,13 @@ pub async fn insert(
     Ok(())
 }
 
-/// The code `id` was sent: the user's other live codes die.
+/// The code `id` was sent: the user's older live codes die (a newer one,
+/// sent meanwhile by a concurrent request, stays).
 pub async fn supersede(conn: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE phone_verifications SET used_at = now()
-         WHERE user_id = $1 AND id <> $2 AND used_at IS NULL",
+         WHERE user_id = $1 AND id <> $2 AND used_at IS NULL
+           AND created_at < (SELECT created_at FROM phone_verifications WHERE id = $2)",
         user_id,
         id
     )

@@ -20,6 +20,9 @@ use crate::security::opaque;
 use crate::security::rate_limit::{self, Limit};
 use crate::state::AppState;
 
+/// The step-up of a user without a second factor.
+pub const NO_FACTOR: &str = "No second factor is enabled.";
+
 /// The second step of a login.
 #[derive(Debug)]
 pub struct SecondFactor<'a> {
@@ -109,6 +112,10 @@ pub async fn verify_for_step_up(
 ) -> Result<(String, Vec<String>)> {
     let ctx = meta.audit(None);
     rate_limit::hit(state, Limit::MfaUser, &auth.user_id.to_string()).await?;
+    if !mfa::has_factor(&state.db.write, auth.user_id).await? {
+        // Nothing to verify: not a wrong answer, and nothing is counted.
+        return Err(Error::Conflict(NO_FACTOR));
+    }
     let attempt = lockout::reserve(state, Claimant::User(auth.user_id)).await?;
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;

@@ -351,3 +351,58 @@ async fn the_export_lists_factors_but_no_secret(pool: PgPool) {
     assert!(!text.contains(&ada.recovery_codes[0]));
     assert!(!text.contains("secret_ciphertext"));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_a_factor_there_is_nothing_to_verify_and_locks_stay_ordinary(pool: PgPool) {
+    let app = TestApp::with_config(
+        pool,
+        &[("LOCKOUT_THRESHOLD", "2"), ("LOCKOUT_MINUTES", "1")],
+    );
+    let (user, pair) = app.signed_in("plain").await;
+    let token = access_token(&pair);
+    let verify = app
+        .call(
+            Method::POST,
+            "/v1/users/me/mfa/verify",
+            Some(json!({"code": "000000"})),
+            Some(&token),
+        )
+        .await;
+    assert_problem(&verify, 409, "conflict");
+    // Nothing counted, and a lock from wrong passwords lasts LOCKOUT_MINUTES
+    // every time, not longer and longer.
+    for _ in 0..2 {
+        for _ in 0..2 {
+            let wrong = app
+                .post(
+                    "/v1/auth/login",
+                    json!({"login": "plain", "password": "Not-The-Password-1!"}),
+                )
+                .await;
+            assert_problem(&wrong, 401, "invalid_credentials");
+        }
+        let seconds: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM locked_until - now())::float8 FROM users WHERE id = $1",
+        )
+        .bind(user.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert!((50.0..=61.0).contains(&seconds), "{seconds}");
+        sqlx::query("UPDATE users SET locked_until = now() - interval '1 second' WHERE id = $1")
+            .bind(user.id)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM mfa_failures")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    assert!(
+        app.mails_to(&user.email)
+            .iter()
+            .all(|m| m["subject"] != "Failed sign-in with your password")
+    );
+}

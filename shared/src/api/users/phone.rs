@@ -117,7 +117,7 @@ pub(crate) async fn send_code(
     if phone::verified_elsewhere(&mut *tx, user.id, &number).await? {
         return Err(Error::Conflict(TAKEN));
     }
-    let recent = phone::recent(&mut *tx, user.id, &number).await?;
+    let recent = phone::recent(&mut *tx, user.id, &number, CODE_TTL_MINUTES).await?;
     if recent.everyone >= i64::from(state.config.sms.max_per_hour) {
         tracing::error!("SMS_MAX_PER_HOUR reached: phone codes refused");
         return Err(Error::Busy {
@@ -212,6 +212,13 @@ pub(crate) async fn confirm(
         ));
     }
     phone::spend(&mut *tx, live.id).await?;
+    // Under the number's lock, as sends take it: one verified account per
+    // number, even when two got codes before either confirmed.
+    phone::lock_number(&mut *tx, &live.phone_number).await?;
+    if phone::verified_elsewhere(&mut *tx, user.id, &live.phone_number).await? {
+        tx.commit().await?;
+        return Err(Error::Conflict(TAKEN));
+    }
     if !phone::mark_verified(&mut *tx, user.id, &live.phone_number).await? {
         tx.commit().await?;
         return Err(Error::InvalidToken);

@@ -171,7 +171,7 @@ pub(crate) async fn start_totp(
 
 const TOTP_ENABLED: &str = "TOTP is already enabled; disable it first to enrol a new one.";
 const NO_ENROLMENT: &str = "No TOTP enrolment is waiting (none started, or it expired): start one with POST /v1/users/me/mfa/totp.";
-pub(crate) const NO_FACTOR: &str = "No second factor is enabled.";
+pub(crate) use crate::session::NO_FACTOR;
 
 #[utoipa::path(
     post,
@@ -264,6 +264,7 @@ pub(crate) async fn confirm_totp(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Verified", body = StepUp),
+        (status = 409, description = "No second factor is enabled (conflict); nothing is counted", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 423, description = "Too many wrong answers (here or at login); Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited per user; Retry-After in seconds", body = crate::error::Problem, content_type = "application/problem+json"),
     )
