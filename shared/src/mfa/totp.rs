@@ -68,6 +68,11 @@ pub fn matching_step(secret: &[u8], code: &str, now: u64) -> anyhow::Result<Opti
     Ok(totp(secret, None, "")?.check(&code, now))
 }
 
+/// The secret for manual entry into an app: base32, as in the URI.
+pub fn secret_base32(secret: &[u8]) -> String {
+    totp_rs::Secret::from(secret.to_vec()).to_base32()
+}
+
 /// The secret of an `otpauth://` URI or of manual entry (base32), as bytes.
 pub fn secret_from_base32(encoded: &str) -> Option<Vec<u8>> {
     totp_rs::Secret::try_from_base32(encoded)
@@ -143,6 +148,7 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(secret_from_base32(encoded).unwrap(), secret);
+        assert_eq!(secret_base32(&secret), encoded);
         assert_eq!(normalize(" 123 456 "), Some("123456".into()));
     }
 }

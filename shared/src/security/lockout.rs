@@ -74,13 +74,18 @@ fn locked(until: Option<chrono::DateTime<Utc>>) -> Error {
     }
 }
 
+/// The lock `attempt` set itself, if it reached the threshold: a right
+/// answer may lift that one, never a lock other attempts set.
+pub fn own_lock(attempt: Option<Attempt>) -> Option<chrono::DateTime<Utc>> {
+    attempt
+        .filter(|a| a.just_locked)
+        .and_then(|a| a.locked_until)
+}
+
 /// A counted attempt that ended before its password was judged (a refused
 /// new password, a busy hashing slot, a conflict): it stops counting.
 pub async fn forget(state: &AppState, user_id: Uuid, attempt: Option<Attempt>) -> Result<()> {
-    let mine = attempt
-        .filter(|a| a.just_locked)
-        .and_then(|a| a.locked_until);
-    logins::clear_attempts(&state.db.write, user_id, mine).await?;
+    logins::clear_attempts(&state.db.write, user_id, own_lock(attempt)).await?;
     Ok(())
 }
 
@@ -91,13 +96,8 @@ pub async fn right_password(
     user_id: Uuid,
     attempt: Option<Attempt>,
 ) -> Result<()> {
-    let mine = attempt
-        .filter(|a| a.just_locked)
-        .and_then(|a| a.locked_until);
-    if logins::clear_attempts(&mut *conn, user_id, mine).await? {
-        return Ok(());
-    }
-    Err(locked(logins::locked_until(&mut *conn, user_id).await?))
+    let cleared = logins::clear_attempts(&mut *conn, user_id, own_lock(attempt)).await?;
+    settled(conn, user_id, cleared).await
 }
 
 /// After a right password of an account with a second factor (in `tx`):
@@ -108,10 +108,14 @@ pub async fn password_only(
     user_id: Uuid,
     attempt: Option<Attempt>,
 ) -> Result<()> {
-    let mine = attempt
-        .filter(|a| a.just_locked)
-        .and_then(|a| a.locked_until);
-    if logins::release_attempt(&mut *conn, user_id, mine).await? {
+    let released = logins::release_attempt(&mut *conn, user_id, own_lock(attempt)).await?;
+    settled(conn, user_id, released).await
+}
+
+/// A right answer's settlement: done, or 423 with the time left when a
+/// lock it did not set stood in the way.
+async fn settled(conn: &mut sqlx::PgConnection, user_id: Uuid, done: bool) -> Result<()> {
+    if done {
         return Ok(());
     }
     Err(locked(logins::locked_until(&mut *conn, user_id).await?))

@@ -23,7 +23,7 @@ use crate::state::AppState;
 pub use login::{LoggedIn, MFA_TOKEN_TTL_SECONDS, log_in};
 pub use rotation::{end, rotate};
 pub use second_factor::{NO_FACTOR, SecondFactor, complete_login, verify_for_step_up};
-pub use step_up::{confirm_password, require_recent_second_factor, step_up};
+pub use step_up::{confirm_password, reauthenticate, require_recent_second_factor, step_up};
 
 /// A session's token pair as issued.
 #[derive(Debug)]

@@ -62,10 +62,7 @@ pub async fn complete_login(
     {
         tx.rollback().await?;
         // Not judged: this attempt stops counting, the ones before stay.
-        let mine = attempt
-            .filter(|a| a.just_locked)
-            .and_then(|a| a.locked_until);
-        logins::release_attempt(&state.db.write, user_id, mine).await?;
+        logins::release_attempt(&state.db.write, user_id, lockout::own_lock(attempt)).await?;
         return Err(Error::AccountDisabled);
     }
     if !state.mfa.check(&mut tx, user_id, &step.presented).await? {

@@ -38,6 +38,25 @@ pub async fn require_recent_second_factor(
     }
 }
 
+/// The whole re-authentication of a change that does nothing between its
+/// checks: a recent second factor (refused before anything is counted),
+/// the current password ([`confirm_password`], counted under `limit`), and
+/// the change's transaction, opened by [`step_up`] under the row lock.
+pub async fn reauthenticate(
+    state: &AppState,
+    meta: &RequestMeta,
+    limit: Limit,
+    auth: &AuthUser,
+    user: &User,
+    password: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    require_recent_second_factor(state, &state.db.write, auth).await?;
+    let attempt = confirm_password(state, meta, limit, user, password).await?;
+    let mut tx = state.db.write.begin().await?;
+    step_up(state, &mut tx, auth, user, attempt).await?;
+    Ok(tx)
+}
+
 /// The step-up check of a sensitive change (`limit` names its rate
 /// limit): the caller's current password, rate-limited per user and
 /// counted toward the login lockout. 429 over the limit, 423 while locked, 401

@@ -20,7 +20,7 @@ use crate::mail::templates::{self, VERIFICATION_TTL_HOURS};
 use crate::security::lockout;
 use crate::security::rate_limit::Limit;
 use crate::security::{Me, opaque};
-use crate::session::{confirm_password, require_recent_second_factor, step_up};
+use crate::session::{confirm_password, reauthenticate, require_recent_second_factor, step_up};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -116,12 +116,16 @@ pub(crate) async fn change_email(
     ApiJson(body): ApiJson<ChangeEmailRequest>,
 ) -> Result<StatusCode> {
     let email = Email::parse(&body.new_email).map_err(|m| Error::field("new_email", m))?;
-    require_recent_second_factor(&state, &state.db.write, &auth).await?;
-    let attempt =
-        confirm_password(&state, &meta, Limit::EmailChange, &user, &body.password).await?;
     let token = opaque::generate();
-    let mut tx = state.db.write.begin().await?;
-    step_up(&state, &mut tx, &auth, &user, attempt).await?;
+    let mut tx = reauthenticate(
+        &state,
+        &meta,
+        Limit::EmailChange,
+        &auth,
+        &user,
+        &body.password,
+    )
+    .await?;
     let change = request_change(&state, &mut tx, &meta, user.id, &email, &token).await?;
     // The step-up's settled attempt stays, whatever the answer.
     tx.commit().await?;

@@ -18,7 +18,7 @@ use crate::mail::templates;
 use crate::mfa::recovery;
 use crate::security::Me;
 use crate::security::rate_limit::Limit;
-use crate::session::{confirm_password, require_recent_second_factor, step_up};
+use crate::session::reauthenticate;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -40,12 +40,10 @@ pub(crate) async fn regenerate_recovery_codes(
     Me { auth, user }: Me,
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<ApiJson<RecoveryCodes>> {
-    require_recent_second_factor(&state, &state.db.write, &auth).await?;
     let codes = recovery::generate().map_err(Error::Internal)?;
     let hashes: Vec<String> = codes.iter().filter_map(|c| recovery::hash(c)).collect();
-    let attempt = confirm_password(&state, &meta, Limit::MfaUser, &user, &body.password).await?;
-    let mut tx = state.db.write.begin().await?;
-    step_up(&state, &mut tx, &auth, &user, attempt).await?;
+    let mut tx =
+        reauthenticate(&state, &meta, Limit::MfaUser, &auth, &user, &body.password).await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     if !store::has_factor(&mut *tx, user.id).await? {
         // The password was right: its attempt is settled all the same.
@@ -89,10 +87,8 @@ pub(crate) async fn disable_totp(
     Me { auth, user }: Me,
     ApiJson(body): ApiJson<PasswordConfirmation>,
 ) -> Result<StatusCode> {
-    require_recent_second_factor(&state, &state.db.write, &auth).await?;
-    let attempt = confirm_password(&state, &meta, Limit::MfaUser, &user, &body.password).await?;
-    let mut tx = state.db.write.begin().await?;
-    step_up(&state, &mut tx, &auth, &user, attempt).await?;
+    let mut tx =
+        reauthenticate(&state, &meta, Limit::MfaUser, &auth, &user, &body.password).await?;
     audit::set_context(&mut *tx, &meta.audit(None)).await?;
     if !store::delete_totp(&mut *tx, user.id).await? {
         // Nothing to disable (a pending enrolment went): the password was

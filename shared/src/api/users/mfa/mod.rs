@@ -152,11 +152,7 @@ pub(crate) async fn start_totp(
     )
     .await?
     .ok_or(Error::Conflict(TOTP_ENABLED))?;
-    let base32 = uri
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap_or_default()
-        .to_string();
+    let base32 = totp::secret_base32(&secret);
     Ok((
         StatusCode::CREATED,
         ApiJson(TotpEnrolment {
