@@ -71,6 +71,7 @@ impl AppState {
         let mfa = Mfa {
             vault: SecretBox::new(&config.mfa.encryption_keys)?,
             issuer: config.mfa.issuer.clone(),
+            webauthn: crate::mfa::passkeys::relying_party(&config.mfa)?,
         };
         let mailer = Mailer::new(&config.mail_transport, &config.mail_from, sdk)?;
         let texter = Texter::new(&config.sms.transport, sdk)?;

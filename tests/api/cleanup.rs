@@ -94,6 +94,15 @@ async fn seed_due_rows(pool: &PgPool) -> anyhow::Result<(Uuid, Uuid)> {
     .bind(user)
     .execute(pool)
     .await?;
+    // One WebAuthn ceremony expired two hours ago (due), one live (kept).
+    sqlx::query(
+        "INSERT INTO webauthn_ceremonies (id, user_id, state, created_at, expires_at)
+         VALUES ('register:old', $1, '{}', now() - interval '3 hours', now() - interval '2 hours'),
+                ('register:new', $1, '{}', now(), now() + interval '5 minutes')",
+    )
+    .bind(user)
+    .execute(pool)
+    .await?;
     sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, 'h')")
         .bind(gone)
         .execute(pool)
@@ -118,6 +127,7 @@ fn expected(dry_run: bool) -> CleanupReport {
         deleted_mfa_tokens: 1,
         deleted_pending_mfa_factors: 1,
         deleted_phone_codes: 1,
+        deleted_webauthn_ceremonies: 1,
     }
 }
 

@@ -17,6 +17,7 @@ mod load;
 mod logs;
 mod mfa;
 mod openapi;
+mod passkeys;
 mod perf_smoke;
 mod phone;
 mod plans;

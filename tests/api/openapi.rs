@@ -92,7 +92,7 @@ async fn every_documented_operation_is_routed_and_no_other_method_is(pool: PgPoo
             );
         }
     }
-    assert_eq!(operations, 47, "the API's operations");
+    assert_eq!(operations, 55, "the API's operations");
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn the_http_api_routes_are_exactly_the_routers_routes() {
             (format!("{function}Function"), op.method, op.path)
         })
         .collect();
-    assert_eq!(documented.len(), 47);
+    assert_eq!(documented.len(), 55);
     let template = template();
     let mut routed = BTreeSet::new();
     for (name, resource) in template["Resources"].as_hash().unwrap() {

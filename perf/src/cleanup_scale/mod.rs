@@ -372,6 +372,10 @@ pub async fn run(pool: &PgPool) -> Result<CleanupScale> {
             remaining.deleted_pending_mfa_factors,
         ),
         deleted_phone_codes: difference(backlog.deleted_phone_codes, remaining.deleted_phone_codes),
+        deleted_webauthn_ceremonies: difference(
+            backlog.deleted_webauthn_ceremonies,
+            remaining.deleted_webauthn_ceremonies,
+        ),
     });
     Ok(CleanupScale {
         backlog,

@@ -25,7 +25,10 @@ use crate::api::{admin, auth, health, users};
         users::sessions::list_sessions, users::sessions::revoke_session, users::export::export,
         users::mfa::status, users::mfa::start_totp, users::mfa::confirm_totp, users::mfa::verify,
         users::mfa::change::regenerate_recovery_codes, users::mfa::change::disable_totp,
-        auth::mfa::verify, admin::mfa::reset_mfa, users::phone::send_code, users::phone::confirm,
+        auth::mfa::verify, auth::passkey::start, auth::passkey::finish,
+        users::passkeys::start_registration, users::passkeys::finish_registration,
+        users::passkeys::list, users::passkeys::rename, users::passkeys::delete,
+        users::passkeys::start_step_up, admin::mfa::reset_mfa, users::phone::send_code, users::phone::confirm,
         users::directory::list_users, users::directory::get_user,
         admin::users::list_users, admin::users::get_user, admin::users::update_user,
         admin::users::delete_user, admin::users::unlock, admin::users::revoke_sessions,
@@ -273,8 +276,8 @@ fn no_nul_in_bodies(doc: &mut Value) {
     }
 }
 
-/// A second factor is one answer: `code` or `recovery_code` as a string,
-/// never both and never neither (the field present says the method; a
+/// A second factor is one answer: `code` or `recovery_code` as a string or
+/// `webauthn` as an object, never two and never none (the field present says the method; a
 /// `null` one is absent). Serde cannot say so to utoipa; JSON Schema can.
 fn exactly_one_answer(doc: &mut Value) {
     for name in ["MfaVerifyRequest", "SecondFactorRequest"] {
@@ -287,7 +290,8 @@ fn exactly_one_answer(doc: &mut Value) {
                 json!([
                     {"required": ["code"], "properties": {"code": {"type": "string"}}},
                     {"required": ["recovery_code"],
-                     "properties": {"recovery_code": {"type": "string"}}}
+                     "properties": {"recovery_code": {"type": "string"}}},
+                    {"required": ["webauthn"], "properties": {"webauthn": {"type": "object"}}}
                 ]),
             );
         }

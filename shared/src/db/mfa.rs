@@ -21,7 +21,7 @@ pub struct TotpFactor {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Factor {
     pub id: Uuid,
-    /// `totp`.
+    /// `totp` or `webauthn` (a passkey).
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
@@ -37,6 +37,16 @@ pub async fn has_factor(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Resul
         user_id
     )
     .fetch_one(conn)
+    .await
+}
+
+/// The kinds (`totp`, `webauthn`) of the user's confirmed factors.
+pub async fn factor_kinds(conn: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        "SELECT DISTINCT kind FROM mfa_factors WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+        user_id
+    )
+    .fetch_all(conn)
     .await
 }
 
@@ -86,7 +96,8 @@ pub async fn totp_for_update(
 ) -> sqlx::Result<Option<TotpFactor>> {
     sqlx::query_as!(
         TotpFactor,
-        r#"SELECT id, secret_ciphertext, secret_key_id, last_used_step,
+        r#"SELECT id, secret_ciphertext AS "secret_ciphertext!",
+                  secret_key_id AS "secret_key_id!", last_used_step,
                   confirmed_at IS NOT NULL AS "confirmed!", created_at
            FROM mfa_factors WHERE user_id = $1 AND kind = 'totp' FOR UPDATE"#,
         user_id

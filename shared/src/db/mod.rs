@@ -3,10 +3,12 @@
 
 pub mod audit;
 pub mod callers;
+pub mod ceremonies;
 pub mod coalesce;
 pub mod logins;
 pub mod mfa;
 pub mod one_time_tokens;
+pub mod passkeys;
 pub mod phone;
 pub mod rate_limits;
 pub mod roles;

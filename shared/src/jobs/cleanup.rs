@@ -1,5 +1,6 @@
 //! The nightly cleanup (EventBridge, 02:00 UTC): expired tokens (and the
-//! `mfa_token`s of two-step logins, and TOTP enrolments never confirmed),
+//! `mfa_token`s of two-step logins, TOTP enrolments never confirmed, phone
+//! codes and WebAuthn ceremony state),
 //! old rate-limit windows, anonymisation after 90 days or past
 //! `data_retention_until`, audit partitions ahead and past retention.
 //! Works in bounded batches (short locks), skips rows another run holds,
@@ -46,6 +47,8 @@ pub struct CleanupReport {
     pub deleted_pending_mfa_factors: i64,
     /// Phone verification codes expired more than a day ago.
     pub deleted_phone_codes: i64,
+    /// WebAuthn ceremonies (kept in PostgreSQL) expired more than an hour ago.
+    pub deleted_webauthn_ceremonies: i64,
 }
 
 /// Runs the cleanup; a run that finds the lock taken does nothing.
@@ -83,6 +86,7 @@ pub async fn run(pool: &PgPool, dry_run: bool, batch: i64) -> sqlx::Result<Clean
         deleted_mfa_tokens = report.deleted_mfa_tokens,
         deleted_pending_mfa_factors = report.deleted_pending_mfa_factors,
         deleted_phone_codes = report.deleted_phone_codes,
+        deleted_webauthn_ceremonies = report.deleted_webauthn_ceremonies,
         "cleanup finished"
     );
     Ok(report)
@@ -198,6 +202,19 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
         .rows_affected() as i64)
     })
     .await?;
+    let deleted_webauthn_ceremonies = drain(|| async {
+        Ok(sqlx::query!(
+            "DELETE FROM webauthn_ceremonies WHERE id IN (
+                 SELECT id FROM webauthn_ceremonies
+                 WHERE expires_at < now() - interval '1 hour'
+                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+            batch
+        )
+        .execute(pool)
+        .await?
+        .rows_affected() as i64)
+    })
+    .await?;
     let anonymized_users = drain(|| async {
         sqlx::query_scalar!(
             r#"SELECT count(*) FILTER (WHERE anonymize_user(id)) AS "n!" FROM (
@@ -250,6 +267,7 @@ async fn work(pool: &PgPool, batch: i64) -> sqlx::Result<CleanupReport> {
         deleted_mfa_tokens,
         deleted_pending_mfa_factors,
         deleted_phone_codes,
+        deleted_webauthn_ceremonies,
     })
 }
 
@@ -265,6 +283,8 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
                 AND created_at < now() - interval '1 day') AS "pending_factors!",
              (SELECT count(*) FROM phone_verifications
               WHERE expires_at < now() - interval '1 day') AS "phone_codes!",
+             (SELECT count(*) FROM webauthn_ceremonies
+              WHERE expires_at < now() - interval '1 hour') AS "ceremonies!",
              (SELECT count(*) FROM users WHERE deleted_at < now() - interval '90 days'
                 AND anonymized_at IS NULL) AS "anon!",
              (SELECT count(*) FROM users WHERE data_retention_until < CURRENT_DATE
@@ -297,5 +317,6 @@ async fn preview(pool: &PgPool) -> sqlx::Result<CleanupReport> {
         deleted_mfa_tokens: row.mfa_tokens,
         deleted_pending_mfa_factors: row.pending_factors,
         deleted_phone_codes: row.phone_codes,
+        deleted_webauthn_ceremonies: row.ceremonies,
     })
 }

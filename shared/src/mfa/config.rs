@@ -1,5 +1,6 @@
 //! The second-factor settings: the key that encrypts TOTP secrets, the
-//! step-up window and the permissions whose holders need a second factor.
+//! step-up window, the permissions whose holders need a second factor, and
+//! the WebAuthn relying party (passkeys).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use secrecy::SecretString;
 
 use crate::config::ConfigError;
 
-/// `MFA_*` and `STEP_UP_MAX_AGE_SECONDS`.
+/// `MFA_*`, `STEP_UP_MAX_AGE_SECONDS` and `WEBAUTHN_*`.
 #[derive(Debug, Clone)]
 pub struct MfaConfig {
     /// `MFA_ENCRYPTION_KEY`: one or more keys, comma-separated, each
@@ -25,6 +26,13 @@ pub struct MfaConfig {
     /// `MFA_ISSUER`: the issuer authenticator apps show (default
     /// `User Management`).
     pub issuer: String,
+    /// `WEBAUTHN_RP_ID`: the relying party id passkeys are bound to, the
+    /// site's registrable domain or a host under it (default `localhost`).
+    pub webauthn_rp_id: String,
+    /// `WEBAUTHN_ORIGINS`: the web origins allowed to run the ceremonies,
+    /// comma-separated (default `http://localhost:3000`); each must be the
+    /// relying party id or a host under it.
+    pub webauthn_origins: Vec<String>,
 }
 
 /// The shortest secret accepted as an encryption key (a random string of
@@ -65,6 +73,11 @@ impl MfaConfig {
             step_up_max_age: Duration::from_secs(step_up),
             required_for_permissions,
             issuer: get("MFA_ISSUER").unwrap_or_else(|| "User Management".into()),
+            webauthn_rp_id: get("WEBAUTHN_RP_ID").unwrap_or_else(|| "localhost".into()),
+            webauthn_origins: match get("WEBAUTHN_ORIGINS") {
+                Some(raw) => list(Some(raw)),
+                None => vec!["http://localhost:3000".into()],
+            },
         })
     }
 }

@@ -7,12 +7,14 @@ use serde_json::json;
 
 use super::{Issued, start};
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
-use crate::db::{logins, mfa, users};
+use crate::db::{logins, mfa, passkeys as passkey_store, users};
 use crate::domain::Password;
 use crate::domain::user::User;
 use crate::error::{Error, Result};
 use crate::http::RequestMeta;
 use crate::metrics::{self, Event};
+use crate::mfa::ceremony::{self, Ceremony};
+use crate::mfa::passkeys;
 use crate::security::lockout::{self, Claimant};
 use crate::security::opaque;
 use crate::security::passwords::Verified;
@@ -32,6 +34,9 @@ pub enum LoggedIn {
     SecondFactor {
         mfa_token: String,
         methods: Vec<&'static str>,
+        /// For a user with passkeys: the options of
+        /// `navigator.credentials.get` whose answer completes the login.
+        webauthn: Option<serde_json::Value>,
     },
 }
 
@@ -107,12 +112,33 @@ pub async fn log_in(
         let mfa_token = opaque::generate();
         let hash = opaque::hash(&mfa_token);
         mfa::insert_challenge(&mut *tx, &hash, user.id, MFA_TOKEN_TTL_SECONDS, fingerprint).await?;
-        let mut methods = vec!["totp"];
+        let kinds = mfa::factor_kinds(&mut *tx, user.id).await?;
+        let mut methods = Vec::new();
+        if kinds.iter().any(|k| k == "totp") {
+            methods.push("totp");
+        }
+        let mut challenge = None;
+        if kinds.iter().any(|k| k == "webauthn") {
+            challenge = Some(passkey_challenge(state, &mut tx, user.id).await?);
+            methods.push("webauthn");
+        }
         if mfa::recovery_codes_left(&mut *tx, user.id).await? > 0 {
             methods.push("recovery_code");
         }
         tx.commit().await?;
-        return Ok(LoggedIn::SecondFactor { mfa_token, methods });
+        // Kept once the user's row lock is released: in PostgreSQL the
+        // ceremony row references the user, which waits for that lock.
+        let mut webauthn = None;
+        if let Some((options, state_of_challenge)) = challenge {
+            let ceremony = Ceremony::Login(&hash);
+            ceremony::put(state, ceremony, Some(user.id), &state_of_challenge).await?;
+            webauthn = Some(options);
+        }
+        return Ok(LoggedIn::SecondFactor {
+            mfa_token,
+            methods,
+            webauthn,
+        });
     }
     logins::record_successful_login(&mut *tx, user.id, rehash.as_deref()).await?;
     let amr = crate::mfa::amr(&[crate::mfa::AMR_PASSWORD]);
@@ -127,6 +153,23 @@ pub async fn log_in(
         .await?
         .ok_or(Error::InvalidCredentials)?;
     Ok(LoggedIn::Session(issued, Box::new(user)))
+}
+
+/// A challenge over the user's passkeys, and its state.
+async fn passkey_challenge(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user_id: uuid::Uuid,
+) -> Result<(
+    serde_json::Value,
+    webauthn_rs::prelude::PasskeyAuthentication,
+)> {
+    let keys = passkey_store::credentials(&mut *conn, user_id)
+        .await?
+        .iter()
+        .map(|c| passkeys::passkey_of(&c.credential))
+        .collect::<Result<Vec<_>>>()?;
+    passkeys::start_authentication(&state.mfa.webauthn, &keys)
 }
 
 /// A wrong (or unknown) login, counted: the error to answer with.

@@ -7,6 +7,7 @@
 //! request, call one of these and shape the answer; tests call them directly.
 
 mod login;
+mod passkey;
 mod rotation;
 mod second_factor;
 mod step_up;
@@ -21,6 +22,7 @@ use crate::security::opaque;
 use crate::state::AppState;
 
 pub use login::{LoggedIn, MFA_TOKEN_TTL_SECONDS, log_in};
+pub use passkey::{log_in_with_passkey, start_passkey_login};
 pub use rotation::{end, rotate};
 pub use second_factor::{NO_FACTOR, SecondFactor, complete_login, verify_for_step_up};
 pub use step_up::{confirm_password, reauthenticate, require_recent_second_factor, step_up};

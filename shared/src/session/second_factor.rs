@@ -1,6 +1,6 @@
 //! Second factors in a session's life: the second step of a login (the
-//! `mfa_token` and a TOTP or recovery code give the token pair) and the
-//! step-up of a signed-in session. Each answer is counted toward the same
+//! `mfa_token` and a TOTP code, a recovery code or a passkey give the token
+//! pair) and the step-up of a signed-in session. Each answer is counted toward the same
 //! lockout as passwords before it is checked; only a right one clears the
 //! count.
 
@@ -13,7 +13,8 @@ use crate::domain::user::User;
 use crate::error::{Error, Result};
 use crate::http::RequestMeta;
 use crate::metrics::{self, Event};
-use crate::mfa::{AMR_PASSWORD, AMR_SECOND_FACTOR, Presented, amr};
+use crate::mfa::ceremony::{self, Ceremony};
+use crate::mfa::{AMR_PASSWORD, Presented, amr};
 use crate::security::AuthUser;
 use crate::security::lockout::{self, Claimant};
 use crate::security::opaque;
@@ -48,6 +49,8 @@ pub async fn complete_login(
         .ok_or(Error::MfaTokenInvalid)?;
     let user_id = challenge.user_id;
     rate_limit::hit(state, Limit::MfaUser, &user_id.to_string()).await?;
+    // Before the attempt is counted: a 503 here judges nothing.
+    let kept = passkey_challenge(state, &step.presented, Ceremony::Login(&hash)).await?;
     let attempt = lockout::reserve(state, Claimant::User(user_id)).await?;
 
     let mut tx = state.db.write.begin().await?;
@@ -65,10 +68,13 @@ pub async fn complete_login(
         logins::release_attempt(&state.db.write, user_id, lockout::own_lock(attempt)).await?;
         return Err(Error::AccountDisabled);
     }
-    if !state.mfa.check(&mut tx, user_id, &step.presented).await? {
+    let checked = state
+        .mfa
+        .check(&mut tx, user_id, &step.presented, kept.as_ref());
+    let Some(factor_amr) = checked.await? else {
         tx.rollback().await?;
         return Err(wrong(state, &ctx, user_id, attempt).await);
-    }
+    };
     if !mfa::spend_challenge(&mut *tx, &hash).await? {
         // A concurrent request spent it first: this one changes nothing
         // (its code is not used up).
@@ -78,7 +84,7 @@ pub async fn complete_login(
     lockout::right_password(&mut tx, user_id, attempt).await?;
     mfa::clear_failures(&mut *tx, user_id).await?;
     logins::record_successful_login(&mut *tx, user_id, None).await?;
-    let amr = amr(&[AMR_PASSWORD, AMR_SECOND_FACTOR]);
+    let amr = amr(&[AMR_PASSWORD, factor_amr]);
     let fingerprint = challenge.device_fingerprint.as_deref();
     let issued = start(state, &mut tx, user_id, meta, fingerprint, amr.clone()).await?;
     let mut event = AuditEvent::about_user(AuditAction::LoginSucceeded, Some(user_id));
@@ -113,6 +119,7 @@ pub async fn verify_for_step_up(
         // Nothing to verify: not a wrong answer, and nothing is counted.
         return Err(Error::Conflict(NO_FACTOR));
     }
+    let kept = passkey_challenge(state, presented, Ceremony::StepUp(auth.session_id)).await?;
     let attempt = lockout::reserve(state, Claimant::User(auth.user_id)).await?;
     let mut tx = state.db.write.begin().await?;
     audit::set_context(&mut *tx, &ctx).await?;
@@ -120,13 +127,19 @@ pub async fn verify_for_step_up(
         .await?
         .filter(|u| !u.deleted)
         .ok_or(Error::Unauthorized)?;
-    if !state.mfa.check(&mut tx, auth.user_id, presented).await? {
+    let checked = state
+        .mfa
+        .check(&mut tx, auth.user_id, presented, kept.as_ref());
+    let Some(factor_amr) = checked.await? else {
         tx.rollback().await?;
         return Err(wrong(state, &ctx, auth.user_id, attempt).await);
-    }
+    };
     lockout::right_password(&mut tx, auth.user_id, attempt).await?;
     mfa::clear_failures(&mut *tx, auth.user_id).await?;
-    let amr = amr(&[AMR_PASSWORD, AMR_SECOND_FACTOR]);
+    // What authenticated the session stays (a passwordless session has no
+    // `pwd` to claim), and the factor just verified joins it.
+    let held: Vec<&str> = auth.amr.iter().map(String::as_str).collect();
+    let amr = amr(&[&held, factor_amr]);
     if !mfa::mark_session_verified(&mut *tx, auth.session_id, &amr).await? {
         return Err(Error::Unauthorized);
     }
@@ -142,6 +155,20 @@ pub async fn verify_for_step_up(
         .issue(auth.user_id, auth.session_id, &amr)
         .map_err(Error::Internal)?;
     Ok((token, amr))
+}
+
+/// For a passkey's answer, the challenge its ceremony's start kept (taken:
+/// one answer per challenge, right or wrong); `None` for other methods, or
+/// when no challenge is waiting (the answer is then wrong).
+async fn passkey_challenge(
+    state: &AppState,
+    presented: &Presented,
+    ceremony: Ceremony<'_>,
+) -> Result<Option<webauthn_rs::prelude::PasskeyAuthentication>> {
+    match presented {
+        Presented::Passkey(_) => ceremony::take(state, ceremony).await,
+        _ => Ok(None),
+    }
 }
 
 /// A wrong second factor, counted toward the lockout (audited as a

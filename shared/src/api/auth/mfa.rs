@@ -14,8 +14,9 @@ use crate::security::rate_limit::{self, Limit};
 use crate::session::{self, SecondFactor};
 use crate::state::AppState;
 
-/// The `mfa_token` of the login and exactly one of `code` (TOTP) and
-/// `recovery_code`: the field present says the method.
+/// The `mfa_token` of the login and exactly one of `code` (TOTP),
+/// `recovery_code` and `webauthn` (a passkey's assertion to the login's
+/// challenge): the field present says the method.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaVerifyRequest {
@@ -25,6 +26,10 @@ pub struct MfaVerifyRequest {
     pub code: Option<String>,
     #[schema(max_length = 40)]
     pub recovery_code: Option<String>,
+    /// The `PublicKeyCredential` `navigator.credentials.get` gave for the
+    /// login's `webauthn` options, as JSON (`credential.toJSON()`).
+    #[schema(value_type = Option<Object>)]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 #[utoipa::path(
@@ -49,7 +54,7 @@ pub(crate) async fn verify(
     ApiJson(body): ApiJson<MfaVerifyRequest>,
 ) -> Result<ApiJson<TokenPair>> {
     rate_limit::hit(&state, Limit::MfaVerify, &client(&meta)).await?;
-    let presented = Presented::from_fields(body.code, body.recovery_code)?;
+    let presented = Presented::from_fields(body.code, body.recovery_code, body.webauthn)?;
     let step = SecondFactor {
         mfa_token: &body.mfa_token,
         presented,

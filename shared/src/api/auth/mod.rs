@@ -4,6 +4,7 @@
 
 pub(crate) mod email;
 pub(crate) mod mfa;
+pub(crate) mod passkey;
 pub(crate) mod password;
 pub use password::FORGOT_ANSWER_FLOOR;
 pub(crate) mod register;
@@ -23,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/register", post(register::register))
         .route("/v1/auth/login", post(session::login))
         .route("/v1/auth/mfa/verify", post(mfa::verify))
+        .route("/v1/auth/passkey/start", post(passkey::start))
+        .route("/v1/auth/passkey/finish", post(passkey::finish))
         .route("/v1/auth/refresh", post(session::refresh))
         .route("/v1/auth/logout", post(session::logout))
         .route("/v1/auth/password/forgot", post(password::forgot_password))

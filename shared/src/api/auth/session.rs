@@ -61,9 +61,16 @@ pub struct MfaChallenge {
     pub mfa_required: bool,
     /// Opaque, single use, 5 minutes: present it to POST /v1/auth/mfa/verify.
     pub mfa_token: String,
-    /// What the user can answer with: `totp`, `recovery_code`.
+    /// What the user can answer with, of `totp`, `webauthn`, `recovery_code`.
     pub methods: Vec<String>,
     pub expires_in: i64,
+    /// With `webauthn` among the methods: `{"publicKey": {…}}` for
+    /// `navigator.credentials.get` over the user's passkeys (binary fields
+    /// base64url); its answer goes to POST /v1/auth/mfa/verify as
+    /// `webauthn`, once (a refused answer needs a new login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 /// Login's answer: the token pair, or the second step.
@@ -117,19 +124,23 @@ pub(crate) async fn login(
         body.device_fingerprint,
         rules::FINGERPRINT_MAX_CHARS,
     )?;
-    let answer = match session::log_in(&state, &meta, login, &password, fingerprint.as_deref())
-        .await?
-    {
-        LoggedIn::Session(issued, user) => {
-            LoginAnswer::Tokens(Box::new(TokenPair::new(&state, issued, &user).0))
-        }
-        LoggedIn::SecondFactor { mfa_token, methods } => LoginAnswer::SecondFactor(MfaChallenge {
-            mfa_required: true,
-            mfa_token,
-            methods: methods.into_iter().map(String::from).collect(),
-            expires_in: i64::from(session::MFA_TOKEN_TTL_SECONDS),
-        }),
-    };
+    let answer =
+        match session::log_in(&state, &meta, login, &password, fingerprint.as_deref()).await? {
+            LoggedIn::Session(issued, user) => {
+                LoginAnswer::Tokens(Box::new(TokenPair::new(&state, issued, &user).0))
+            }
+            LoggedIn::SecondFactor {
+                mfa_token,
+                methods,
+                webauthn,
+            } => LoginAnswer::SecondFactor(MfaChallenge {
+                mfa_required: true,
+                mfa_token,
+                methods: methods.into_iter().map(String::from).collect(),
+                expires_in: i64::from(session::MFA_TOKEN_TTL_SECONDS),
+                webauthn,
+            }),
+        };
     Ok(ApiJson(answer))
 }
 

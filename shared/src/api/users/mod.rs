@@ -6,12 +6,13 @@ pub(crate) mod account;
 pub(crate) mod directory;
 pub(crate) mod export;
 pub(crate) mod mfa;
+pub(crate) mod passkeys;
 pub(crate) mod phone;
 pub(crate) mod profile;
 pub(crate) mod sessions;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 
 use crate::db::users;
@@ -49,6 +50,23 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/users/me/mfa/recovery-codes",
             post(mfa::change::regenerate_recovery_codes),
+        )
+        .route(
+            "/v1/users/me/mfa/webauthn/start",
+            post(passkeys::start_step_up),
+        )
+        .route("/v1/users/me/passkeys", get(passkeys::list))
+        .route(
+            "/v1/users/me/passkeys/register/start",
+            post(passkeys::start_registration),
+        )
+        .route(
+            "/v1/users/me/passkeys/register/finish",
+            post(passkeys::finish_registration),
+        )
+        .route(
+            "/v1/users/me/passkeys/{id}",
+            patch(passkeys::rename).delete(passkeys::delete),
         )
         .route("/v1/users/{id}", get(directory::get_user))
 }

@@ -64,7 +64,9 @@ pub struct TotpConfirmation {
     pub current_password: String,
 }
 
-/// A second factor: exactly one of `code` (TOTP) and `recovery_code`.
+/// A second factor: exactly one of `code` (TOTP), `recovery_code` and
+/// `webauthn` (a passkey's assertion to POST /v1/users/me/mfa/webauthn/start's
+/// challenge).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondFactorRequest {
@@ -72,6 +74,8 @@ pub struct SecondFactorRequest {
     pub code: Option<String>,
     #[schema(max_length = 40)]
     pub recovery_code: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 /// New recovery codes, shown this once.
@@ -271,7 +275,7 @@ pub(crate) async fn verify(
     Me { auth, .. }: Me,
     ApiJson(body): ApiJson<SecondFactorRequest>,
 ) -> Result<ApiJson<StepUp>> {
-    let presented = Presented::from_fields(body.code, body.recovery_code)?;
+    let presented = Presented::from_fields(body.code, body.recovery_code, body.webauthn)?;
     let (access_token, amr) = verify_for_step_up(&state, &meta, &auth, &presented).await?;
     Ok(ApiJson(StepUp {
         access_token,
