@@ -74,22 +74,26 @@ cannot be renamed, lose `*`, or be deleted, and the last active `*` holder canno
 removed, suspended or deleted: 409 `conflict` with a `detail` that says why.";
 
 /// The step-up routes, whose current-password check counts toward the lockout.
-const STEP_UPS: [(&str, &str); 6] = [
+const STEP_UPS: [(&str, &str); 8] = [
     ("/v1/users/me/password", "post"),
     ("/v1/users/me/email", "post"),
     ("/v1/users/me", "delete"),
     ("/v1/users/me/mfa/totp", "delete"),
     ("/v1/users/me/mfa/recovery-codes", "post"),
     ("/v1/users/me/mfa/totp/confirm", "post"),
+    ("/v1/users/me/passkeys/register/finish", "post"),
+    ("/v1/users/me/passkeys/{id}", "delete"),
 ];
 
 /// The routes that need a recent second factor from a user who has one.
-const SECOND_FACTOR_STEP_UPS: [(&str, &str); 5] = [
+const SECOND_FACTOR_STEP_UPS: [(&str, &str); 7] = [
     ("/v1/users/me/password", "post"),
     ("/v1/users/me/email", "post"),
     ("/v1/users/me", "delete"),
     ("/v1/users/me/mfa/totp", "delete"),
     ("/v1/users/me/mfa/recovery-codes", "post"),
+    ("/v1/users/me/passkeys/register/finish", "post"),
+    ("/v1/users/me/passkeys/{id}", "delete"),
 ];
 
 fn problem(description: &str) -> Value {
