@@ -41,6 +41,29 @@ impl Cache {
             .cloned()
     }
 
+    /// Why Redis refused this URL's credentials (connecting, then a PING):
+    /// `Some` only for an authentication refusal. `None` when it answered,
+    /// or could not be reached at all: the cache is optional, every caller
+    /// falls back, so an unreachable cache does not stop a start.
+    pub async fn auth_refusal(&self) -> Option<String> {
+        let answered = match self.conn().await {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(drop),
+            Err(err) => Err(err),
+        };
+        match answered {
+            Err(err)
+                if err.kind() == redis::ErrorKind::AuthenticationFailed
+                    || matches!(err.code(), Some("NOAUTH" | "WRONGPASS")) =>
+            {
+                Some(err.kind().to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// `true` when Redis answers PING.
     pub async fn ping(&self) -> bool {
         match self.conn().await {

@@ -72,6 +72,9 @@ pub struct Config {
     /// That role's password, once read from `APP_DB_SECRET_ARN`.
     pub app_db_password: Option<SecretString>,
     pub elasticache_replication_group_id: Option<String>,
+    /// `CACHE_SECRET_ARN`: the cache's AUTH token (a Secrets Manager
+    /// secret string), added to the cache URL at start.
+    pub cache_secret_arn: Option<String>,
     pub db_max_connections: u32,
     pub db_connect_timeout: Duration,
     pub db_statement_timeout: Duration,
@@ -201,6 +204,7 @@ impl Config {
             app_db_secret_arn: get("APP_DB_SECRET_ARN"),
             app_db_password: None,
             elasticache_replication_group_id: get("ELASTICACHE_REPLICATION_GROUP_ID"),
+            cache_secret_arn: get("CACHE_SECRET_ARN"),
             db_max_connections: parse(&get, "DB_MAX_CONNECTIONS", if in_lambda { 2 } else { 20 })?,
             db_connect_timeout: Duration::from_secs(parse(&get, "DB_CONNECT_TIMEOUT_SECONDS", 3)?),
             db_statement_timeout: Duration::from_millis(parse(

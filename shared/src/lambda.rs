@@ -42,6 +42,7 @@ async fn init_db() -> anyhow::Result<(crate::db::Db, Option<secrecy::SecretStrin
     config.mfa.secret_arn = None;
     config.sms.transport = crate::sms::SmsTransport::Outbox(std::env::temp_dir());
     config.elasticache_replication_group_id = None;
+    config.cache_secret_arn = None;
     config.mail_transport = crate::config::MailTransport::Outbox(std::env::temp_dir());
     telemetry::init(config.log_format);
     if crate::aws::needed(&config) {

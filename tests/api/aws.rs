@@ -13,11 +13,11 @@ use tests::emulator::{Function, apigw_event, response_body as body};
 use tests::{STRONG_PASSWORD, test_key_pem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn moto_url() -> String {
+pub(super) fn moto_url() -> String {
     std::env::var("MOTO_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into())
 }
 
-async fn sdk() -> SdkConfig {
+pub(super) async fn sdk() -> SdkConfig {
     shared::aws::sdk_loader()
         .endpoint_url(moto_url())
         .region(Region::new("eu-west-1"))
@@ -38,7 +38,7 @@ fn aws_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn create_secret(sdk: &SdkConfig, value: &str) -> String {
+pub(super) async fn create_secret(sdk: &SdkConfig, value: &str) -> String {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
     let out = client
         .create_secret()

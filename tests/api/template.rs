@@ -1,7 +1,8 @@
 //! template.yaml and Cargo.toml against the code: the HTTP API's routes are
 //! exactly the documented (and routed) operations, each to the function its
 //! tag names, and `cargo lambda watch` routes them alike;
-//! the schedule, concurrency and architecture are what docs/operations.md says.
+//! the schedule, concurrency and architecture are what docs/operations.md says;
+//! the access log, the dead-letter queue and the cleanup alarms are there.
 
 use std::collections::BTreeSet;
 
@@ -100,4 +101,86 @@ fn the_cleanup_runs_at_two_with_one_instance_and_functions_default_to_arm64() {
         template["Globals"]["Function"]["Runtime"].as_str(),
         Some("provided.al2023")
     );
+}
+
+fn strings(yaml: &Yaml) -> Vec<String> {
+    match yaml {
+        Yaml::Array(items) => items.iter().flat_map(strings).collect(),
+        Yaml::String(s) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn the_api_writes_an_access_log_keyed_by_the_functions_request_id() {
+    let template = template();
+    let settings = &template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"];
+    let format: Value =
+        serde_json::from_str(settings["Format"].as_str().expect("an access log format"))
+            .expect("the format is one JSON object per line");
+    // The id the functions log (span.request_id) and answer (x-request-id).
+    assert_eq!(format["requestId"], "$context.requestId");
+    for field in ["routeKey", "status", "latencyMs", "sourceIp"] {
+        assert!(format.get(field).is_some(), "{field}");
+    }
+    let group = &template["Resources"]["ApiAccessLogs"];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+    assert_eq!(
+        group["Properties"]["RetentionInDays"].as_str(),
+        Some("LogRetentionDays")
+    );
+    assert!(strings(&settings["DestinationArn"]).contains(&"ApiAccessLogs.Arn".to_string()));
+}
+
+#[test]
+fn a_cleanup_that_fails_to_run_lands_in_a_queue_and_a_missed_one_alarms() {
+    let template = template();
+    let resources = &template["Resources"];
+    let nightly = &resources["CleanupFunction"]["Properties"]["Events"]["Nightly"]["Properties"];
+    assert_eq!(
+        nightly["RetryPolicy"]["MaximumRetryAttempts"].as_i64(),
+        Some(2)
+    );
+    assert_eq!(nightly["DeadLetterConfig"]["Type"].as_str(), Some("SQS"));
+    let queue = nightly["DeadLetterConfig"]["QueueLogicalId"].as_str().unwrap();
+    let depth = &resources["CleanupDeadLetterAlarm"]["Properties"];
+    assert_eq!(
+        depth["MetricName"].as_str(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    assert!(strings(&depth["Dimensions"][0]["Value"]).contains(&format!("{queue}.QueueName")));
+
+    // The success the alarm waits for is the line the cleanup logs.
+    let filter = &resources["CleanupSucceededMetric"]["Properties"];
+    let pattern = filter["FilterPattern"].as_str().unwrap();
+    let logged = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/src/jobs/cleanup.rs"
+    ))
+    .unwrap();
+    assert!(logged.contains(pattern), "cleanup.rs logs {pattern}");
+    let missed = &resources["CleanupMissedAlarm"]["Properties"];
+    let metric = &filter["MetricTransformations"][0];
+    assert_eq!(missed["MetricName"], metric["MetricName"]);
+    assert_eq!(missed["Namespace"], metric["MetricNamespace"]);
+    assert_eq!(missed["TreatMissingData"].as_str(), Some("breaching"));
+    let hours = missed["Period"].as_i64().unwrap() * missed["EvaluationPeriods"].as_i64().unwrap();
+    assert_eq!(hours, 26 * 3600);
+}
+
+#[test]
+fn http_functions_reserve_concurrency_only_when_asked() {
+    let template = template();
+    assert_eq!(
+        template["Parameters"]["HttpFunctionReservedConcurrency"]["Default"].as_str(),
+        Some("")
+    );
+    for function in ["AuthFunction", "UsersFunction", "AdminFunction"] {
+        let reserved = strings(&template["Resources"][function]["Properties"]["ReservedConcurrentExecutions"]);
+        assert_eq!(
+            reserved,
+            ["HasReservedConcurrency", "HttpFunctionReservedConcurrency", "AWS::NoValue"],
+            "{function}"
+        );
+    }
 }

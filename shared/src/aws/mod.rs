@@ -39,6 +39,7 @@ pub fn needed(config: &Config) -> bool {
         || config.jwt_secret_arn.is_some()
         || config.mfa.secret_arn.is_some()
         || (config.redis_url.is_none() && config.elasticache_replication_group_id.is_some())
+        || config.cache_secret_arn.is_some()
         || config.mail_transport == MailTransport::Ses
         || config.sms.transport == crate::sms::SmsTransport::Sns
 }
@@ -47,7 +48,8 @@ pub fn needed(config: &Config) -> bool {
 /// `DB_SECRET_ARN` + `DB_HOST`/`DB_READ_HOST`/`DB_PORT`/`DB_NAME` (TLS
 /// required), the signing keys from `JWT_SECRET_ARN`, the key sealing TOTP
 /// secrets from `MFA_SECRET_ARN`, and `REDIS_URL` from
-/// `ELASTICACHE_REPLICATION_GROUP_ID`. Every error names the variable and secret.
+/// `ELASTICACHE_REPLICATION_GROUP_ID` with the AUTH token of
+/// `CACHE_SECRET_ARN`. Every error names the variable and secret.
 pub async fn resolve(config: &mut Config, sdk: &SdkConfig) -> anyhow::Result<()> {
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     if let Some(arn) = config.db_secret_arn.clone() {
@@ -115,7 +117,39 @@ pub async fn resolve(config: &mut Config, sdk: &SdkConfig) -> anyhow::Result<()>
             .with_context(|| format!("ELASTICACHE_REPLICATION_GROUP_ID: {id}"))?;
         config.redis_url = Some(SecretString::from(url));
     }
+    if let Some(arn) = config.cache_secret_arn.clone() {
+        let token = secrets::string(&secrets, &arn)
+            .await
+            .with_context(|| format!("CACHE_SECRET_ARN: secret {arn}"))?;
+        let url = config.redis_url.as_ref().context(
+            "CACHE_SECRET_ARN is set but no cache is: set ELASTICACHE_REPLICATION_GROUP_ID or REDIS_URL",
+        )?;
+        let url = with_password(url.expose_secret(), token.expose_secret())
+            .with_context(|| format!("CACHE_SECRET_ARN: secret {arn}"))?;
+        if let Some(why) = crate::cache::Cache::new(&url)?.auth_refusal().await {
+            anyhow::bail!("CACHE_SECRET_ARN: secret {arn}: the cache refused it ({why})");
+        }
+        config.redis_url = Some(url);
+    }
     Ok(())
+}
+
+/// `url` with `password` as its AUTH token (the default user); a URL that
+/// carries credentials already is refused rather than silently changed.
+fn with_password(url: &str, password: &str) -> anyhow::Result<SecretString> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .context("the cache URL has no scheme")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    anyhow::ensure!(
+        !authority.contains('@'),
+        "the cache URL carries credentials already"
+    );
+    anyhow::ensure!(!password.is_empty(), "the secret is empty");
+    Ok(SecretString::from(format!(
+        "{scheme}://:{}@{rest}",
+        encode(password)
+    )))
 }
 
 /// Percent-encodes a URL component (user, password, database name).
@@ -133,8 +167,18 @@ fn encode(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     #[test]
     fn url_components_are_percent_encoded() {
         assert_eq!(super::encode("p@ss:w/rd%"), "p%40ss%3Aw%2Frd%25");
+    }
+
+    #[test]
+    fn the_cache_token_goes_into_the_url_once() {
+        let url = super::with_password("rediss://cache.example:6379", "t0k/en").unwrap();
+        assert_eq!(url.expose_secret(), "rediss://:t0k%2Fen@cache.example:6379");
+        assert!(super::with_password("rediss://u:p@cache.example:6379", "x").is_err());
+        assert!(super::with_password("rediss://cache.example:6379", "").is_err());
     }
 }
