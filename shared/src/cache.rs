@@ -58,7 +58,7 @@ impl Cache {
                 if err.kind() == redis::ErrorKind::AuthenticationFailed
                     || matches!(err.code(), Some("NOAUTH" | "WRONGPASS")) =>
             {
-                Some(err.kind().to_string())
+                Some(err.code().unwrap_or("authentication failed").to_string())
             }
             _ => None,
         }

@@ -23,12 +23,22 @@ impl GuardedRedis {
             .expect("a free port");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--requirepass", password, "--save", "", "--appendonly", "no"])
+            .args([
+                "--requirepass",
+                password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (the test command installs it)");
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -52,8 +62,10 @@ async fn the_cache_token_comes_from_its_secret_and_a_wrong_one_stops_the_start()
     let sdk = sdk().await;
 
     let right = create_secret(&sdk, token).await;
-    let mut config =
-        tests::test_config(&[("REDIS_URL", url.as_str()), ("CACHE_SECRET_ARN", right.as_str())]);
+    let mut config = tests::test_config(&[
+        ("REDIS_URL", url.as_str()),
+        ("CACHE_SECRET_ARN", right.as_str()),
+    ]);
     shared::aws::resolve(&mut config, &sdk)
         .await
         .expect("the right token");
@@ -65,15 +77,28 @@ async fn the_cache_token_comes_from_its_secret_and_a_wrong_one_stops_the_start()
     assert!(!bare.ping().await);
 
     let wrong = create_secret(&sdk, "Not-The-Token-0123456789abcdef").await;
-    let mut config =
-        tests::test_config(&[("REDIS_URL", url.as_str()), ("CACHE_SECRET_ARN", wrong.as_str())]);
+    let mut config = tests::test_config(&[
+        ("REDIS_URL", url.as_str()),
+        ("CACHE_SECRET_ARN", wrong.as_str()),
+    ]);
     let err = format!(
         "{:#}",
         shared::aws::resolve(&mut config, &sdk).await.unwrap_err()
     );
-    assert!(err.contains("CACHE_SECRET_ARN") && err.contains(&wrong), "{err}");
-    assert!(!err.contains("Not-The-Token"), "the token is never quoted: {err}");
-    assert!(config.redis_url.as_ref().is_some_and(|u| !u.expose_secret().contains('@')));
+    assert!(
+        err.contains("CACHE_SECRET_ARN") && err.contains(&wrong),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Not-The-Token"),
+        "the token is never quoted: {err}"
+    );
+    assert!(
+        config
+            .redis_url
+            .as_ref()
+            .is_some_and(|u| !u.expose_secret().contains('@'))
+    );
 
     // A secret that cannot be read is an init error naming it too.
     let missing = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cache-AbCdEf";
@@ -83,5 +108,8 @@ async fn the_cache_token_comes_from_its_secret_and_a_wrong_one_stops_the_start()
         "{:#}",
         shared::aws::resolve(&mut config, &sdk).await.unwrap_err()
     );
-    assert!(err.contains("CACHE_SECRET_ARN") && err.contains(missing), "{err}");
+    assert!(
+        err.contains("CACHE_SECRET_ARN") && err.contains(missing),
+        "{err}"
+    );
 }

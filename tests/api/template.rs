@@ -141,8 +141,21 @@ fn a_cleanup_that_fails_to_run_lands_in_a_queue_and_a_missed_one_alarms() {
         nightly["RetryPolicy"]["MaximumRetryAttempts"].as_i64(),
         Some(2)
     );
-    assert_eq!(nightly["DeadLetterConfig"]["Type"].as_str(), Some("SQS"));
-    let queue = nightly["DeadLetterConfig"]["QueueLogicalId"].as_str().unwrap();
+    let queue_arn = strings(&nightly["DeadLetterConfig"]["Arn"]).concat();
+    let queue = queue_arn.trim_end_matches(".Arn");
+    assert_eq!(
+        resources[queue]["Type"].as_str(),
+        Some("AWS::SQS::Queue"),
+        "{queue_arn}"
+    );
+    // The schedule's role may deliver there.
+    let role = strings(&nightly["RoleArn"]).concat();
+    let role = role.trim_end_matches(".Arn");
+    let granted = format!("{:?}", resources[role]["Properties"]["Policies"]);
+    assert!(
+        granted.contains("sqs:SendMessage") && granted.contains(&queue_arn),
+        "{granted}"
+    );
     let depth = &resources["CleanupDeadLetterAlarm"]["Properties"];
     assert_eq!(
         depth["MetricName"].as_str(),
@@ -176,10 +189,15 @@ fn http_functions_reserve_concurrency_only_when_asked() {
         Some("")
     );
     for function in ["AuthFunction", "UsersFunction", "AdminFunction"] {
-        let reserved = strings(&template["Resources"][function]["Properties"]["ReservedConcurrentExecutions"]);
+        let reserved =
+            strings(&template["Resources"][function]["Properties"]["ReservedConcurrentExecutions"]);
         assert_eq!(
             reserved,
-            ["HasReservedConcurrency", "HttpFunctionReservedConcurrency", "AWS::NoValue"],
+            [
+                "HasReservedConcurrency",
+                "HttpFunctionReservedConcurrency",
+                "AWS::NoValue"
+            ],
             "{function}"
         );
     }
