@@ -202,3 +202,27 @@ fn http_functions_reserve_concurrency_only_when_asked() {
         );
     }
 }
+
+#[test]
+fn every_skipped_policy_check_says_why_and_the_database_is_monitored() {
+    let template = template();
+    let mut skipped = 0;
+    for (name, resource) in template["Resources"].as_hash().unwrap() {
+        if let Some(skips) = resource["Metadata"]["checkov"]["skip"].as_vec() {
+            for skip in skips {
+                let id = skip["id"].as_str().unwrap_or_default();
+                let why = skip["comment"].as_str().unwrap_or_default();
+                assert!(
+                    id.starts_with("CKV_") && why.len() > 20,
+                    "{name:?}: {id} needs a reason"
+                );
+                skipped += 1;
+            }
+        }
+    }
+    assert_eq!(skipped, 4, "CKV_AWS_116 on the four functions");
+    for instance in ["DbWriter", "DbReader"] {
+        let props = &template["Resources"][instance]["Properties"];
+        assert_eq!(props["MonitoringInterval"].as_i64(), Some(60), "{instance}");
+    }
+}
