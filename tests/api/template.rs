@@ -263,15 +263,13 @@ fn aws_apis_the_code_calls() -> BTreeSet<String> {
     }
     crates
         .into_iter()
-        .map(|name| {
-            match name.as_str() {
-                "secretsmanager" | "elasticache" | "sns" | "sts" | "kms" => name.clone(),
-                "sesv2" | "ses" => "email".to_string(),
-                other => panic!(
-                    "aws_sdk_{other}: add its interface endpoint to template.head.yaml \
+        .map(|name| match name.as_str() {
+            "secretsmanager" | "elasticache" | "sns" | "sts" | "kms" => name.clone(),
+            "sesv2" | "ses" => "email".to_string(),
+            other => panic!(
+                "aws_sdk_{other}: add its interface endpoint to template.head.yaml \
                      and its service name here"
-                ),
-            }
+            ),
         })
         .collect()
 }
@@ -288,14 +286,21 @@ fn the_created_network_has_an_endpoint_for_every_aws_api_the_code_calls() {
         "SubnetIds",
         "no subnets given creates the network"
     );
-    assert_eq!(template["Parameters"]["SubnetIds"]["Default"].as_str(), Some(""));
+    assert_eq!(
+        template["Parameters"]["SubnetIds"]["Default"].as_str(),
+        Some("")
+    );
     let mut endpoints = BTreeSet::new();
     for (name, resource) in template["Resources"].as_hash().unwrap() {
         if resource["Type"].as_str() != Some("AWS::EC2::VPCEndpoint") {
             continue;
         }
         let props = &resource["Properties"];
-        assert_eq!(resource["Condition"].as_str(), Some("CreateNetwork"), "{name:?}");
+        assert_eq!(
+            resource["Condition"].as_str(),
+            Some("CreateNetwork"),
+            "{name:?}"
+        );
         let service = props["ServiceName"].as_str().unwrap();
         let service = service
             .strip_prefix("com.amazonaws.${AWS::Region}.")
