@@ -105,6 +105,9 @@ pub struct Config {
     pub mfa: crate::mfa::config::MfaConfig,
     /// Phone verification: `SMS_TRANSPORT`, `SMS_OUTBOX_DIR`, `PHONE_CODES_PER_HOUR`.
     pub sms: crate::sms::SmsConfig,
+    /// Browser clients: `CORS_ALLOWED_ORIGINS`, and the refresh cookie's shape.
+    pub cors: Option<crate::http::cors::Cors>,
+    pub refresh_cookie: crate::http::token_transport::RefreshCookie,
 }
 
 impl Config {
@@ -262,6 +265,8 @@ impl Config {
             },
             mfa: crate::mfa::config::MfaConfig::from_lookup(&get)?,
             sms: crate::sms::SmsConfig::from_lookup(&get)?,
+            cors: crate::http::cors::Cors::from_lookup(&get)?,
+            refresh_cookie: Default::default(),
         })
     }
 }

@@ -28,6 +28,13 @@ pub async fn run() -> anyhow::Result<()> {
         );
         config.mfa.encryption_keys = vec![crate::mfa::secret_box::generate_key()?];
     }
+    // Plain HTTP: a browser drops a `Secure` or `__Host-` cookie from
+    // http://127.0.0.1, so cookie mode's refresh cookie is plain `refresh`.
+    config.refresh_cookie = crate::http::token_transport::RefreshCookie { secure: false };
+    tracing::warn!(
+        "plain HTTP: cookie mode's refresh cookie is `refresh` (HttpOnly, SameSite=Strict) \
+         without Secure or the __Host- prefix; in AWS it is `__Host-refresh; Secure`"
+    );
     let bind = config.bind_addr;
     let state = AppState::from_config(config)?;
     crate::db::MIGRATOR

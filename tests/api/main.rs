@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod aws;
 mod bench_smoke;
+mod browser;
 mod cache_auth;
 mod callers;
 mod catalog;

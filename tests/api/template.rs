@@ -414,3 +414,48 @@ fn the_api_passes_paths_on_as_the_routers_know_them() {
     let url = template["Outputs"]["ApiUrl"]["Value"].as_str().unwrap();
     assert!(url.ends_with("${AWS::URLSuffix}"), "{url}");
 }
+
+#[test]
+fn api_gateway_allows_the_same_origins_methods_and_headers_as_the_functions() {
+    let template = template();
+    let cors = &template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    // !If [HasCors, {...}, !Ref AWS::NoValue]
+    assert_eq!(cors[0].as_str(), Some("HasCors"));
+    let config = &cors[1];
+    assert_eq!(
+        strings(&config["AllowOrigins"]),
+        [",", "CorsAllowedOrigins"]
+    );
+    assert_eq!(config["AllowCredentials"].as_bool(), Some(true));
+    let methods: Vec<String> = shared::http::cors::METHODS
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(strings(&config["AllowMethods"]), methods);
+    let headers: Vec<String> = shared::http::cors::allowed_headers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(strings(&config["AllowHeaders"]), headers);
+    assert_eq!(
+        config["MaxAge"].as_i64(),
+        i64::try_from(shared::http::cors::MAX_AGE.as_secs()).ok()
+    );
+    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        env["CORS_ALLOWED_ORIGINS"].as_str(),
+        Some("CorsAllowedOrigins")
+    );
+    assert_eq!(
+        template["Parameters"]["CorsAllowedOrigins"]["Default"].as_str(),
+        Some("")
+    );
+    // Cookie mode's custom domain, only when asked for.
+    for resource in ["ApiDomain", "ApiDomainMapping"] {
+        assert_eq!(
+            template["Resources"][resource]["Condition"].as_str(),
+            Some("HasCustomDomain"),
+            "{resource}"
+        );
+    }
+}

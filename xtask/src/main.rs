@@ -11,6 +11,7 @@
 //! - `cargo xtask template`: rewrites `template.yaml`'s routes from `openapi.json`.
 
 mod bench;
+mod browser;
 mod checks;
 mod lambda;
 mod perf;
@@ -175,8 +176,18 @@ fn dev() -> Result<()> {
     // stop the database it started.
     ctrlc::set_handler(|| eprintln!("\nstopping…")).context("installing the Ctrl-C handler")?;
     let (url, pg) = dev_database()?;
+    // The browser sample on a second origin, allowed by CORS.
+    let page = browser::serve_page(3001)?;
+    let origins = match std::env::var("CORS_ALLOWED_ORIGINS") {
+        Ok(more) if !more.is_empty() => format!("{page},{more}"),
+        _ => page.clone(),
+    };
     eprintln!("==> building and starting the local server (DATABASE_URL={url})");
-    let status = local(&[]).env("DATABASE_URL", &url).status();
+    eprintln!("==> the browser sample: open {page}/ (API on http://127.0.0.1:3000)");
+    let status = local(&[])
+        .env("DATABASE_URL", &url)
+        .env("CORS_ALLOWED_ORIGINS", &origins)
+        .status();
     if let Some(pg) = pg {
         pg.stop();
     }
@@ -267,7 +278,10 @@ fn test_steps(extra: &[String]) -> Result<()> {
         lambda::walk_through(&postgres)
     })?;
     lambda::sam_build()?;
-    perf::schemathesis(&postgres, &redis_url)
+    perf::schemathesis(&postgres, &redis_url)?;
+    step("browser sample in headless Chromium", || {
+        browser::end_to_end(&postgres, &redis_url)
+    })
 }
 
 /// Runs `body` as a step of the summary.

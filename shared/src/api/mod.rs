@@ -12,12 +12,19 @@ use axum::middleware;
 use crate::http;
 use crate::state::AppState;
 
-/// Adds what every router needs: the request context layer and the
-/// problem+json fallbacks.
+/// Adds what every router needs: the request context layer, CORS when
+/// `CORS_ALLOWED_ORIGINS` is set, and the problem+json fallbacks.
 pub fn finish(router: Router<AppState>, state: AppState) -> Router {
-    router
+    let router = router
         .fallback(http::not_found)
-        .method_not_allowed_fallback(http::method_not_allowed)
+        .method_not_allowed_fallback(http::method_not_allowed);
+    // Inside the context layer, so preflights get a request id and the
+    // security headers too.
+    let router = match state.config.cors.clone() {
+        Some(cors) => router.layer(middleware::from_fn_with_state(cors, http::cors::middleware)),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn(http::context))
         .with_state(state)
 }

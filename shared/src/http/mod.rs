@@ -1,10 +1,12 @@
 //! HTTP plumbing shared by every router: request context (id, client IP),
 //! security headers, the JSON body extractor and the problem+json fallbacks.
 
+pub mod cors;
 pub mod json;
 pub mod pagination;
 pub mod query;
 pub mod request_id;
+pub mod token_transport;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};

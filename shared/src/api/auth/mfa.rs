@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::client;
 use super::session::TokenPair;
 use crate::error::Result;
+use crate::http::token_transport::TokenTransport;
 use crate::http::{ApiJson, RequestMeta};
 use crate::mfa::Presented;
 use crate::security::rate_limit::{self, Limit};
@@ -51,8 +52,9 @@ pub struct MfaVerifyRequest {
 pub(crate) async fn verify(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
+    transport: TokenTransport,
     ApiJson(body): ApiJson<MfaVerifyRequest>,
-) -> Result<ApiJson<TokenPair>> {
+) -> Result<axum::response::Response> {
     rate_limit::hit(&state, Limit::MfaVerify, &client(&meta)).await?;
     let presented = Presented::from_fields(body.code, body.recovery_code, body.webauthn)?;
     let step = SecondFactor {
@@ -60,5 +62,5 @@ pub(crate) async fn verify(
         presented,
     };
     let (issued, user) = session::complete_login(&state, &meta, &step).await?;
-    Ok(TokenPair::new(&state, issued, &user))
+    Ok(TokenPair::answer(&state, issued, &user, transport))
 }

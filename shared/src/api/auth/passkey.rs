@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::session::TokenPair;
 use super::{bounded, client};
 use crate::error::Result;
+use crate::http::token_transport::TokenTransport;
 use crate::http::{ApiJson, RequestMeta};
 use crate::mfa::ceremony::CEREMONY_TTL_SECONDS;
 use crate::mfa::passkeys;
@@ -85,8 +86,9 @@ pub(crate) async fn start(
 pub(crate) async fn finish(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
+    transport: TokenTransport,
     ApiJson(body): ApiJson<PasskeyLoginRequest>,
-) -> Result<ApiJson<TokenPair>> {
+) -> Result<axum::response::Response> {
     rate_limit::hit(&state, Limit::Login, &client(&meta)).await?;
     let answer = passkeys::assertion("credential", body.credential)?;
     let fingerprint = bounded(
@@ -102,5 +104,5 @@ pub(crate) async fn finish(
         fingerprint.as_deref(),
     )
     .await?;
-    Ok(TokenPair::new(&state, issued, &user))
+    Ok(TokenPair::answer(&state, issued, &user, transport))
 }

@@ -3,7 +3,8 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{bounded, client};
@@ -11,6 +12,7 @@ use crate::domain::rules;
 use crate::domain::user::User;
 use crate::domain::{Password, UserView};
 use crate::error::{Error, Result};
+use crate::http::token_transport::TokenTransport;
 use crate::http::{ApiJson, RequestMeta};
 use crate::security::rate_limit::{self, Limit};
 use crate::session::{self, Issued, LoggedIn};
@@ -30,7 +32,9 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// Required, unless the request says `X-Token-Transport: cookie`: then
+    /// absent, and the refresh cookie is the token.
+    pub refresh_token: Option<String>,
     #[schema(schema_with = crate::domain::rules::fingerprint)]
     pub device_fingerprint: Option<String>,
 }
@@ -38,7 +42,9 @@ pub struct RefreshRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
-    pub refresh_token: String,
+    /// Required, unless the request says `X-Token-Transport: cookie`: then
+    /// absent, and the refresh cookie is the token.
+    pub refresh_token: Option<String>,
     #[serde(default)]
     pub all_sessions: bool,
 }
@@ -49,7 +55,10 @@ pub struct TokenPair {
     pub access_token: String,
     pub token_type: String,
     pub expires_in: u64,
-    pub refresh_token: String,
+    /// Absent in cookie mode (`X-Token-Transport: cookie`): the token is
+    /// then in the `__Host-refresh` cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub refresh_expires_in: i64,
     pub user: UserView,
 }
@@ -82,15 +91,40 @@ pub enum LoginAnswer {
 }
 
 impl TokenPair {
-    pub(crate) fn new(state: &AppState, issued: Issued, user: &User) -> ApiJson<Self> {
-        ApiJson(TokenPair {
+    fn new(state: &AppState, issued: Issued, user: &User, refresh_token: Option<String>) -> Self {
+        TokenPair {
             access_token: issued.access_token,
             token_type: "Bearer".into(),
             expires_in: state.keys.ttl().as_secs(),
-            refresh_token: issued.refresh_token,
+            refresh_token,
             refresh_expires_in: issued.refresh_expires_in,
             user: UserView::from(user),
-        })
+        }
+    }
+
+    /// The answer carrying a new session's or a rotation's tokens: both in
+    /// the body, or in cookie mode the refresh token in its cookie.
+    pub(crate) fn answer(
+        state: &AppState,
+        issued: Issued,
+        user: &User,
+        transport: TokenTransport,
+    ) -> Response {
+        match transport {
+            TokenTransport::Body => {
+                let token = issued.refresh_token.clone();
+                ApiJson(Self::new(state, issued, user, Some(token))).into_response()
+            }
+            TokenTransport::Cookie => {
+                let cookie = state
+                    .config
+                    .refresh_cookie
+                    .set(issued.refresh_token.clone(), issued.refresh_expires_in);
+                let mut response = ApiJson(Self::new(state, issued, user, None)).into_response();
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+                response
+            }
+        }
     }
 }
 
@@ -111,8 +145,9 @@ impl TokenPair {
 pub(crate) async fn login(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
+    transport: TokenTransport,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<ApiJson<LoginAnswer>> {
+) -> Result<Response> {
     rate_limit::hit(&state, Limit::Login, &client(&meta)).await?;
     let login = body.login.trim();
     if login.is_empty() || login.chars().count() > rules::LOGIN_MAX_CHARS {
@@ -124,24 +159,22 @@ pub(crate) async fn login(
         body.device_fingerprint,
         rules::FINGERPRINT_MAX_CHARS,
     )?;
-    let answer =
-        match session::log_in(&state, &meta, login, &password, fingerprint.as_deref()).await? {
-            LoggedIn::Session(issued, user) => {
-                LoginAnswer::Tokens(Box::new(TokenPair::new(&state, issued, &user).0))
-            }
-            LoggedIn::SecondFactor {
-                mfa_token,
-                methods,
-                webauthn,
-            } => LoginAnswer::SecondFactor(MfaChallenge {
-                mfa_required: true,
-                mfa_token,
-                methods: methods.into_iter().map(String::from).collect(),
-                expires_in: i64::from(session::MFA_TOKEN_TTL_SECONDS),
-                webauthn,
-            }),
-        };
-    Ok(ApiJson(answer))
+    match session::log_in(&state, &meta, login, &password, fingerprint.as_deref()).await? {
+        LoggedIn::Session(issued, user) => Ok(TokenPair::answer(&state, issued, &user, transport)),
+        // The second step says X-Token-Transport again for its tokens.
+        LoggedIn::SecondFactor {
+            mfa_token,
+            methods,
+            webauthn,
+        } => Ok(ApiJson(LoginAnswer::SecondFactor(MfaChallenge {
+            mfa_required: true,
+            mfa_token,
+            methods: methods.into_iter().map(String::from).collect(),
+            expires_in: i64::from(session::MFA_TOKEN_TTL_SECONDS),
+            webauthn,
+        }))
+        .into_response()),
+    }
 }
 
 #[utoipa::path(
@@ -160,17 +193,30 @@ pub(crate) async fn login(
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
+    transport: TokenTransport,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<ApiJson<TokenPair>> {
+) -> Result<Response> {
     rate_limit::hit(&state, Limit::Refresh, &client(&meta)).await?;
+    let cookie = state.config.refresh_cookie;
+    let presented = cookie.presented(transport, body.refresh_token, &headers)?;
     let fingerprint = bounded(
         "device_fingerprint",
         body.device_fingerprint,
         rules::FINGERPRINT_MAX_CHARS,
     )?;
-    let (issued, user) =
-        session::rotate(&state, &meta, &body.refresh_token, fingerprint.as_deref()).await?;
-    Ok(TokenPair::new(&state, issued, &user))
+    let rotated = match presented {
+        Some(token) => session::rotate(&state, &meta, &token, fingerprint.as_deref()).await,
+        None => Err(Error::RefreshTokenInvalid),
+    };
+    match rotated {
+        Ok((issued, user)) => Ok(TokenPair::answer(&state, issued, &user, transport)),
+        // A dead cookie is deleted with the refusal.
+        Err(refused @ (Error::RefreshTokenInvalid | Error::RefreshTokenReused)) => {
+            Ok(cookie.cleared_in(transport, refused))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 #[utoipa::path(
@@ -187,9 +233,15 @@ pub(crate) async fn refresh(
 pub(crate) async fn logout(
     State(state): State<AppState>,
     Extension(meta): Extension<RequestMeta>,
+    transport: TokenTransport,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LogoutRequest>,
-) -> Result<StatusCode> {
+) -> Result<Response> {
     rate_limit::hit(&state, Limit::Logout, &client(&meta)).await?;
-    session::end(&state, &meta, &body.refresh_token, body.all_sessions).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let cookie = state.config.refresh_cookie;
+    // Without a cookie there is nothing to end: 204, as for any unknown token.
+    if let Some(token) = cookie.presented(transport, body.refresh_token, &headers)? {
+        session::end(&state, &meta, &token, body.all_sessions).await?;
+    }
+    Ok(cookie.cleared_in(transport, StatusCode::NO_CONTENT))
 }

@@ -8,6 +8,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::{admin, auth, health, users};
 
+mod cookie_mode;
+
+pub use cookie_mode::OPERATIONS as COOKIE_MODE_OPERATIONS;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -314,6 +318,7 @@ pub fn json() -> String {
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_rules(&mut doc);
+    cookie_mode::describe(&mut doc);
     no_nul_in_bodies(&mut doc);
     exactly_one_answer(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
