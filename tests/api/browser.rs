@@ -31,6 +31,15 @@ async fn preflight(app: &TestApp, origin: &str, path: &str) -> TestResponse {
     app.send(request).await
 }
 
+async fn health_from(app: &TestApp, origin: &str) -> TestResponse {
+    let request = Request::builder()
+        .uri("/v1/health")
+        .header(header::ORIGIN, origin)
+        .body(Body::empty())
+        .unwrap();
+    app.send(request).await
+}
+
 fn cors_headers(response: &TestResponse) -> Vec<String> {
     response
         .headers
@@ -64,12 +73,7 @@ async fn an_allowed_origin_gets_a_preflight_with_only_the_routes_methods_and_hea
     assert!(response.header("x-request-id").is_some());
 
     // The real request: the page may read the answer and its request id.
-    let request = Request::builder()
-        .uri("/v1/health")
-        .header(header::ORIGIN, APP)
-        .body(Body::empty())
-        .unwrap();
-    let response = app.send(request).await;
+    let response = health_from(&app, APP).await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("access-control-allow-origin"), Some(APP));
     assert!(
@@ -93,12 +97,7 @@ async fn another_origin_gets_no_cors_header_at_all(pool: PgPool) {
         // The router's own answer to OPTIONS, which says nothing.
         assert_problem(&response, 405, "method_not_allowed");
 
-        let request = Request::builder()
-            .uri("/v1/health")
-            .header(header::ORIGIN, origin)
-            .body(Body::empty())
-            .unwrap();
-        let response = app.send(request).await;
+        let response = health_from(&app, origin).await;
         assert_eq!(response.status, 200);
         assert!(cors_headers(&response).is_empty(), "{origin}");
     }

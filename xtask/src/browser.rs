@@ -88,18 +88,7 @@ fn ensure_browser() -> Result<PathBuf> {
             "installing chromium and chromium-driver (Debian)",
         )?;
     }
-    let venv = target_dir().join("tools/selenium");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "creating the selenium venv",
-        )?;
-        run(
-            Command::new(venv.join("bin/pip")).args(["install", "--quiet", SELENIUM]),
-            &format!("installing {SELENIUM} (PyPI)"),
-        )?;
-    }
+    let python = crate::checks::venv_with("selenium", SELENIUM)?.join("bin/python");
     Ok(python)
 }
 

@@ -96,19 +96,8 @@ pub(crate) fn lint_template() -> Result<()> {
 /// (its dependencies clash with aws-sam-cli's): zero failed checks, every
 /// skip reasoned beside its resource in the template.
 fn policy_scan() -> Result<()> {
-    const CHECKOV: &str = "checkov==3.3.30";
-    let venv = crate::perf::target_dir().join("tools/checkov-3.3.30");
+    let venv = venv_with("checkov", "checkov==3.3.30")?;
     let checkov = venv.join("bin/checkov");
-    if !checkov.exists() {
-        run(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "creating the checkov venv",
-        )?;
-        run(
-            Command::new(venv.join("bin/pip")).args(["install", "--quiet", CHECKOV]),
-            &format!("installing {CHECKOV} (PyPI)"),
-        )?;
-    }
     // --skip-download: no calls home (CI has no internet); the checks ship
     // with the package.
     run(
@@ -123,4 +112,23 @@ fn policy_scan() -> Result<()> {
         ]),
         "checkov template.yaml",
     )
+}
+
+/// A venv under `target/tools/<name>` holding `package` (pinned), made once:
+/// for Python tools whose dependencies clash with the others'.
+pub(crate) fn venv_with(name: &str, package: &str) -> Result<std::path::PathBuf> {
+    let venv = crate::perf::target_dir().join("tools").join(name);
+    let marker = venv.join(format!(".installed-{package}"));
+    if !marker.exists() {
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            &format!("creating the {name} venv"),
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", package]),
+            &format!("installing {package} (PyPI)"),
+        )?;
+        std::fs::write(&marker, b"")?;
+    }
+    Ok(venv)
 }
