@@ -256,6 +256,53 @@ async fn refresh_and_logout_read_the_cookie_and_reuse_still_kills_the_session(po
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_refresh_that_lost_a_race_keeps_the_winners_cookie(pool: PgPool) {
+    // Two tabs refresh with the same cookie at once. The loser's 401 can
+    // arrive after the winner's new cookie: it must not delete it.
+    let app = TestApp::new(pool);
+    let (_, first) = cookie_login(&app, "cookie_race").await;
+    let winner = refresh_with_cookie(&app, &first, &[COOKIE_MODE]).await;
+    assert_eq!(winner.status, 200, "{}", winner.body);
+    let (second, _) = set_cookie(&winner);
+    let loser = refresh_with_cookie(&app, &first, &[COOKIE_MODE]).await;
+    assert_problem(&loser, 401, "refresh_token_invalid");
+    assert!(loser.header("set-cookie").is_none(), "{loser:?}");
+    let next = refresh_with_cookie(&app, &second, &[COOKIE_MODE]).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_planted_second_cookie_voids_both(pool: PgPool) {
+    // Fixation: a same-site page plants its own `refresh` with a longer
+    // path, which the browser sends first. Neither token is used.
+    let app = TestApp::new(pool);
+    let (_, victims) = cookie_login(&app, "cookie_fix").await;
+    let (_, attackers) = cookie_login(&app, "cookie_mallory").await;
+    let both = format!("__Host-refresh={attackers}; __Host-refresh={victims}");
+    let refused = post_with(
+        &app,
+        "/v1/auth/refresh",
+        json!({}),
+        &[("cookie", &both), COOKIE_MODE],
+    )
+    .await;
+    assert_problem(&refused, 401, "refresh_token_invalid");
+    let logout = post_with(
+        &app,
+        "/v1/auth/logout",
+        json!({}),
+        &[("cookie", &both), COOKIE_MODE],
+    )
+    .await;
+    assert_eq!(logout.status, 204);
+    // Nothing was rotated or ended: each cookie alone still works.
+    for cookie in [&victims, &attackers] {
+        let alone = refresh_with_cookie(&app, cookie, &[COOKIE_MODE]).await;
+        assert_eq!(alone.status, 200, "{}", alone.body);
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn the_cookie_without_the_header_counts_for_nothing(pool: PgPool) {
     // CSRF: a cross-site form or a request that skipped the preflight
     // brings the cookie but cannot bring the header.

@@ -450,7 +450,11 @@ fn api_gateway_allows_the_same_origins_methods_and_headers_as_the_functions() {
         template["Parameters"]["CorsAllowedOrigins"]["Default"].as_str(),
         Some("")
     );
-    // Cookie mode's custom domain, only when asked for.
+    // Cookie mode's custom domain, only when asked for; then the only way in.
+    assert_eq!(
+        strings(&template["Resources"]["HttpApi"]["Properties"]["DisableExecuteApiEndpoint"]),
+        ["HasCustomDomain"]
+    );
     for resource in ["ApiDomain", "ApiDomainMapping"] {
         assert_eq!(
             template["Resources"][resource]["Condition"].as_str(),

@@ -3,7 +3,7 @@
 //! test command (Debian's chromium and chromium-driver, Selenium from PyPI;
 //! nothing is downloaded at run time).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,18 +33,19 @@ pub fn serve_page(port: u16) -> Result<String> {
 
 fn answer(mut stream: std::net::TcpStream, dir: &std::path::Path) -> std::io::Result<()> {
     let mut request_line = String::new();
-    BufReader::new(&stream).read_line(&mut request_line)?;
+    BufReader::new((&stream).take(8192)).read_line(&mut request_line)?;
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let path = path.split('?').next().unwrap_or("/");
-    let name = if path == "/" {
-        "index.html"
-    } else {
-        &path[1..]
+    let name = match path.strip_prefix('/') {
+        Some("") => "index.html",
+        Some(name) => name,
+        None => "",
     };
     // Only a plain file name of the directory: no traversal, no listing.
     let known = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && !name.is_empty()
         && !name.starts_with('.');
     let file = if known {
         std::fs::read(dir.join(name)).ok()
@@ -65,7 +66,7 @@ fn answer(mut stream: std::net::TcpStream, dir: &std::path::Path) -> std::io::Re
     };
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nContent-Security-Policy: frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     stream.write_all(&body)

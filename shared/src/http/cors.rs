@@ -93,25 +93,47 @@ impl Cors {
     }
 }
 
-/// One origin as the browser sends it: `http` or `https`, a host, an
-/// optional port, nothing else.
+/// One origin exactly as a browser sends it (compared byte for byte):
+/// lowercase, no default port, no trailing dot or slash; `https`, or `http`
+/// for a loopback host only (a page on plain HTTP elsewhere could be
+/// rewritten in transit and then act with the user's credentials).
 fn parse_origin(origin: &str) -> Result<HeaderValue, String> {
     if origin == "*" || origin == "null" {
         return Err(format!(
             "`{origin}` is not allowed: list exact origins (credentials are allowed)"
         ));
     }
-    let rest = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
+    let (scheme, rest) = origin
+        .split_once("://")
         .ok_or_else(|| format!("`{origin}`: an origin starts with https:// or http://"))?;
     let host_ok = !rest.is_empty()
-        && rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !host_ok {
+        && rest.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | ':' | '[' | ']')
+        });
+    if !host_ok || rest.ends_with('.') {
         return Err(format!(
-            "`{origin}`: an origin is scheme://host[:port], without path, wildcard or slash"
+            "`{origin}`: an origin is scheme://host[:port] as browsers send it: lowercase, \
+             without path, slash, wildcard or trailing dot"
+        ));
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return Err(format!("`{origin}`: an origin starts with https:// or http://")),
+    };
+    if port == Some(default_port) {
+        return Err(format!(
+            "`{origin}`: browsers leave the default port out of an origin; so must this"
+        ));
+    }
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    if scheme == "http" && !loopback {
+        return Err(format!(
+            "`{origin}`: only https origins, or http on a loopback host (localhost, 127.0.0.1)"
         ));
     }
     HeaderValue::from_str(origin).map_err(|e| format!("`{origin}`: {e}"))
@@ -146,7 +168,7 @@ mod tests {
 
     #[test]
     fn exact_origins_only() {
-        let parsed = cors("https://app.example.com, http://127.0.0.1:3001")
+        let parsed = cors("https://app.example.com, http://127.0.0.1:3001, https://a.example:8443")
             .unwrap()
             .unwrap();
         assert!(parsed.allows(&HeaderValue::from_static("https://app.example.com")));
@@ -160,6 +182,12 @@ mod tests {
             "app.example.com",
             "https://app.example.com/",
             "https://*.example.com",
+            "https://App.example.com",
+            "https://app.example.com:443",
+            "http://127.0.0.1:80",
+            "https://app.example.com.",
+            "http://app.example.com",
+            "ftp://app.example.com",
         ] {
             let error = cors(bad).unwrap_err().to_string();
             assert!(error.contains("CORS_ALLOWED_ORIGINS"), "{bad}: {error}");

@@ -98,16 +98,24 @@ impl RefreshCookie {
         self.build(String::new(), 0)
     }
 
-    /// The cookie's value in the request's `Cookie` headers, if any.
-    pub fn read(self, headers: &HeaderMap) -> Option<String> {
-        headers
+    /// The cookie's value in the request's `Cookie` headers, if any. Two
+    /// cookies of that name mean one was planted (a sibling on the same
+    /// site can set `refresh` with a longer path, sent first): neither is
+    /// used, lest the victim's page rotate the attacker's session
+    /// (fixation); 401. `__Host-` cookies cannot be planted that way.
+    pub fn read(self, headers: &HeaderMap) -> Result<Option<String>> {
+        let mut found = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(Cookie::split_parse)
             .filter_map(std::result::Result::ok)
-            .find(|cookie| cookie.name() == self.name() && !cookie.value().is_empty())
-            .map(|cookie| cookie.value().to_string())
+            .filter(|cookie| cookie.name() == self.name() && !cookie.value().is_empty())
+            .map(|cookie| cookie.value().to_string());
+        match (found.next(), found.next()) {
+            (one, None) => Ok(one),
+            (Some(_), Some(_)) | (None, Some(_)) => Err(Error::RefreshTokenInvalid),
+        }
     }
 
     /// The refresh token a refresh or logout presents: the body's in body
@@ -129,12 +137,12 @@ impl RefreshCookie {
                 "refresh_token",
                 "must be absent with X-Token-Transport: cookie (the cookie is the token)",
             )),
-            (TokenTransport::Cookie, None) => Ok(self.read(headers)),
+            (TokenTransport::Cookie, None) => self.read(headers),
         }
     }
 
     /// `response` with the cookie deleted when the request was in cookie
-    /// mode (a refused or ended session leaves no dead cookie behind).
+    /// mode (an ended or killed session leaves no dead cookie behind).
     pub fn cleared_in(self, transport: TokenTransport, response: impl IntoResponse) -> Response {
         let mut response = response.into_response();
         if transport == TokenTransport::Cookie {
@@ -171,9 +179,18 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("refresh=plain; __Host-refresh=abc_DEF-123; other=1"),
         );
-        assert_eq!(cookie.read(&headers).as_deref(), Some("abc_DEF-123"));
+        assert_eq!(
+            cookie.read(&headers).unwrap().as_deref(),
+            Some("abc_DEF-123")
+        );
         let local = RefreshCookie { secure: false };
-        assert_eq!(local.read(&headers).as_deref(), Some("plain"));
+        assert_eq!(local.read(&headers).unwrap().as_deref(), Some("plain"));
+        // A planted second `refresh` (longer path, sent first) voids both.
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("refresh=planted; refresh=victims"),
+        );
+        assert!(local.read(&headers).is_err());
         assert!(
             !local
                 .set("x".into(), 5)

@@ -211,9 +211,12 @@ pub(crate) async fn refresh(
     };
     match rotated {
         Ok((issued, user)) => Ok(TokenPair::answer(&state, issued, &user, transport)),
-        // A dead cookie is deleted with the refusal.
-        Err(refused @ (Error::RefreshTokenInvalid | Error::RefreshTokenReused)) => {
-            Ok(cookie.cleared_in(transport, refused))
+        // Reuse killed the session: its cookie goes with it. Not for
+        // refresh_token_invalid: a refresh that lost a race answers that
+        // too, possibly after the winner's new cookie arrived, and
+        // deleting then would sign the user out.
+        Err(Error::RefreshTokenReused) => {
+            Ok(cookie.cleared_in(transport, Error::RefreshTokenReused))
         }
         Err(other) => Err(other),
     }
@@ -239,8 +242,13 @@ pub(crate) async fn logout(
 ) -> Result<Response> {
     rate_limit::hit(&state, Limit::Logout, &client(&meta)).await?;
     let cookie = state.config.refresh_cookie;
-    // Without a cookie there is nothing to end: 204, as for any unknown token.
-    if let Some(token) = cookie.presented(transport, body.refresh_token, &headers)? {
+    // Without a cookie (or with a planted twin) there is nothing to end:
+    // 204, as for any unknown token.
+    let presented = match cookie.presented(transport, body.refresh_token, &headers) {
+        Err(Error::RefreshTokenInvalid) => None,
+        other => other?,
+    };
+    if let Some(token) = presented {
         session::end(&state, &meta, &token, body.all_sessions).await?;
     }
     Ok(cookie.cleared_in(transport, StatusCode::NO_CONTENT))
