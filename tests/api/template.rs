@@ -411,8 +411,11 @@ fn the_api_passes_paths_on_as_the_routers_know_them() {
         template["Resources"]["HttpApi"]["Properties"]["StageName"].as_str(),
         Some("$default")
     );
-    let url = template["Outputs"]["ApiUrl"]["Value"].as_str().unwrap();
-    assert!(url.ends_with("${AWS::URLSuffix}"), "{url}");
+    // !If [HasCustomDomain, https://<domain>, the execute-api URL]: no stage.
+    let urls = strings(&template["Outputs"]["ApiUrl"]["Value"]);
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    assert!(urls[2].ends_with("${AWS::URLSuffix}"), "{urls:?}");
+    assert!(urls.iter().all(|url| !url.contains("Stage")), "{urls:?}");
 }
 
 #[test]

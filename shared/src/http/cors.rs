@@ -123,7 +123,11 @@ fn parse_origin(origin: &str) -> Result<HeaderValue, String> {
     let default_port = match scheme {
         "https" => "443",
         "http" => "80",
-        _ => return Err(format!("`{origin}`: an origin starts with https:// or http://")),
+        _ => {
+            return Err(format!(
+                "`{origin}`: an origin starts with https:// or http://"
+            ));
+        }
     };
     if port == Some(default_port) {
         return Err(format!(
