@@ -59,7 +59,9 @@ async fn init_db() -> anyhow::Result<(crate::db::Db, Option<secrecy::SecretStrin
 const CLEANUP_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Runs the cleanup function: the pool is built once; each invocation (the
-/// EventBridge schedule, or `{"dry_run": true}` by hand) runs the job.
+/// EventBridge schedule, or `{"dry_run": true}` by hand) runs the job;
+/// CloudFormation's migration events and an operator's `{"grant_admin":
+/// "<e-mail>"}` are answered instead.
 pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
     use crate::jobs::cleanup::{self, CleanupInput, CleanupReport};
     let (db, app_password) = match init_db().await {
@@ -68,15 +70,28 @@ pub async fn serve_cleanup() -> Result<(), lambda_runtime::Error> {
     };
     let pool = &db.write;
     let app_password = app_password.as_ref();
+    // MIGRATION_DB_WAIT_SECONDS: how long a deploy's migration waits for
+    // the database to answer (a first deploy's proxy needs minutes).
+    let patience = match crate::config::parse(
+        &|name: &str| std::env::var(name).ok(),
+        "MIGRATION_DB_WAIT_SECONDS",
+        crate::jobs::migrate::DEFAULT_PATIENCE.as_secs(),
+    ) {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(err) => return Err(report_init_error(err.into()).await),
+    };
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             if let Some(request) =
                 crate::jobs::migrate::CustomResourceEvent::from_payload(&event.payload)
             {
-                crate::jobs::migrate::handle(pool, &request, app_password).await?;
+                crate::jobs::migrate::handle(pool, &request, app_password, patience).await?;
                 return Ok::<_, lambda_runtime::Error>(
                     serde_json::json!({"migrations": request.request_type}),
                 );
+            }
+            if let Some(grant) = crate::jobs::bootstrap::GrantAdmin::from_payload(&event.payload) {
+                return Ok(crate::jobs::bootstrap::grant_admin(pool, &grant.grant_admin).await?);
             }
             let input: CleanupInput = serde_json::from_value(event.payload)?;
             let report: CleanupReport =

@@ -311,6 +311,82 @@ async fn the_migration_custom_resource_applies_the_schema_and_answers_cloudforma
     assert_eq!(users.as_deref(), Some("users"));
 }
 
+#[tokio::test]
+async fn the_migration_waits_for_the_database_then_answers_failed() {
+    // A first deploy's database may not answer yet: the handler retries
+    // for MIGRATION_DB_WAIT_SECONDS, then tells CloudFormation why.
+    let (url, rx) = tests::emulator::cloudformation_receiver().await;
+    let env = vec![
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none".to_string()),
+        ("DB_CONNECT_TIMEOUT_SECONDS", "1".to_string()),
+        ("MIGRATION_DB_WAIT_SECONDS", "2".to_string()),
+    ];
+    let cleanup = Function::start("cleanup", &env).await;
+    let started = std::time::Instant::now();
+    let answer = cleanup
+        .invoke(tests::emulator::migrations_event(&url))
+        .await
+        .expect("the custom resource answered");
+    assert_eq!(answer["migrations"], "Create");
+    let response = tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("CloudFormation got a response")
+        .unwrap();
+    assert_eq!(response["Status"], "FAILED", "{response}");
+    let reason = response["Reason"].as_str().unwrap();
+    assert!(reason.contains("did not become reachable within 2 s"), "{reason}");
+    assert!(!reason.contains("postgres://"), "{reason}");
+    // It did wait (at least one retry), and gave up.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_operators_event_makes_the_first_admin(pool: PgPool) {
+    // The stack's own network has no host that reaches the database: the
+    // first admin is made by invoking the cleanup function.
+    let app = tests::TestApp::new(pool.clone());
+    let user = app.register("first_admin").await;
+    let cleanup = Function::start("cleanup", &env(&pool)).await;
+    let answer = cleanup
+        .invoke(json!({"grant_admin": user.email.to_uppercase()}))
+        .await
+        .expect("granted");
+    assert_eq!(answer["granted"], true, "{answer}");
+    assert_eq!(answer["user_id"], user.id.to_string());
+    let roles: Vec<String> = sqlx::query_scalar(
+        "SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1",
+    )
+    .bind(user.id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(roles, ["admin"]);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE user_id = $1 AND action = 'role_assigned' AND performed_by IS NULL AND request_id = 'grant_admin'",
+    )
+    .bind(user.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    // The admin can now do admin things.
+    let login = app.login_as(&user).await;
+    let token = login.body["access_token"].as_str().unwrap();
+    assert_eq!(app.get_as("/v1/admin/users", token).await.status, 200);
+
+    // Again: nothing new. An unknown address: an error naming it.
+    let again = cleanup
+        .invoke(json!({"grant_admin": user.email}))
+        .await
+        .unwrap();
+    assert_eq!(again["granted"], false);
+    let unknown = cleanup
+        .invoke(json!({"grant_admin": "nobody@example.com"}))
+        .await
+        .expect_err("no such account");
+    assert!(unknown.to_string().contains("nobody@example.com"), "{unknown}");
+}
+
 /// Process start to first response, median of 5, for each binary (printed
 /// for the record; the bound only catches a function that hangs at start).
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -73,7 +73,28 @@ fn cargo_lambda_watch_routes_every_path_to_its_function() {
 fn the_cleanup_runs_at_two_with_one_instance_and_functions_default_to_arm64() {
     let template = template();
     let cleanup = &template["Resources"]["CleanupFunction"]["Properties"];
-    assert_eq!(cleanup["ReservedConcurrentExecutions"].as_i64(), Some(1));
+    // No reservation (a quota of 10 refuses any); the job's advisory lock
+    // keeps overlapping runs from both working.
+    assert!(cleanup["ReservedConcurrentExecutions"].is_badvalue());
+    let job = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/src/jobs/cleanup.rs"
+    ))
+    .unwrap();
+    assert!(job.contains("pg_try_advisory_lock"));
+    // The first migration waits for the database, its proxy targets and the
+    // network the function needs.
+    let migrations = format!("{:?}", template["Resources"]["SchemaMigrations"]["Properties"]);
+    for needed in [
+        "DbWriter",
+        "DbProxyTargets",
+        "SecretsManagerEndpoint",
+        "S3Endpoint",
+        "PrivateSubnetARoutes",
+        "DataSecurityGroupSelfIngress",
+    ] {
+        assert!(migrations.contains(needed), "{needed}: {migrations}");
+    }
     let nightly = &cleanup["Events"]["Nightly"];
     assert_eq!(nightly["Type"].as_str(), Some("ScheduleV2"));
     assert_eq!(
@@ -220,7 +241,10 @@ fn every_skipped_policy_check_says_why_and_the_database_is_monitored() {
             }
         }
     }
-    assert_eq!(skipped, 4, "CKV_AWS_116 on the four functions");
+    assert_eq!(
+        skipped, 5,
+        "CKV_AWS_116 on the four functions, CKV_AWS_115 on the cleanup"
+    );
     for instance in ["DbWriter", "DbReader"] {
         let props = &template["Resources"][instance]["Properties"];
         assert_eq!(props["MonitoringInterval"].as_i64(), Some(60), "{instance}");

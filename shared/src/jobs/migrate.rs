@@ -42,10 +42,11 @@ pub async fn handle(
     pool: &PgPool,
     event: &CustomResourceEvent,
     app_password: Option<&SecretString>,
+    patience: std::time::Duration,
 ) -> anyhow::Result<()> {
     let outcome = match event.request_type.as_str() {
-        "Create" | "Update" => match crate::db::MIGRATOR.run(pool).await {
-            Err(e) => Err(format!("applying migrations failed: {e}")),
+        "Create" | "Update" => match migrate(pool, patience).await {
+            Err(e) => Err(e),
             Ok(()) => match app_password {
                 Some(password) => set_app_password(pool, password)
                     .await
@@ -72,6 +73,35 @@ pub async fn handle(
     })
     .to_string();
     respond(&event.response_url, body).await
+}
+
+/// How long a first deploy waits for the database by default: the proxy
+/// registers its target some minutes after the cluster is available.
+pub const DEFAULT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits up to `patience` for a connection (each attempt bounded by the
+/// pool's connect timeout), then applies the migrations.
+async fn migrate(pool: &PgPool, patience: std::time::Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "the database is not reachable yet; retrying in 10 s");
+                tokio::time::sleep(std::time::Duration::from_secs(10).min(patience)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the database did not become reachable within {} s: {e}",
+                    patience.as_secs()
+                ));
+            }
+        }
+    }
+    crate::db::MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| format!("applying migrations failed: {e}"))
 }
 
 /// `ALTER ROLE` takes no bind parameters, and a password must never stand
