@@ -118,9 +118,9 @@ impl RefreshCookie {
         }
     }
 
-    /// The refresh token a refresh or logout presents: the body's in body
-    /// mode, the cookie's (or none) in cookie mode. The cookie is never
-    /// read without the header, and the two are never mixed.
+    /// The refresh token a refresh or logout presents: the body's when it
+    /// has one (in either mode), else in cookie mode the cookie's (or
+    /// none). The cookie is never read without the header.
     pub fn presented(
         self,
         transport: TokenTransport,
@@ -128,14 +128,10 @@ impl RefreshCookie {
         headers: &HeaderMap,
     ) -> Result<Option<String>> {
         match (transport, in_body) {
-            (TokenTransport::Body, Some(token)) => Ok(Some(token)),
+            (_, Some(token)) => Ok(Some(token)),
             (TokenTransport::Body, None) => Err(Error::field(
                 "refresh_token",
                 "required (a refresh cookie counts only with X-Token-Transport: cookie)",
-            )),
-            (TokenTransport::Cookie, Some(_)) => Err(Error::field(
-                "refresh_token",
-                "must be absent with X-Token-Transport: cookie (the cookie is the token)",
             )),
             (TokenTransport::Cookie, None) => self.read(headers),
         }
@@ -217,10 +213,13 @@ mod tests {
                 .as_deref(),
             Some("t")
         );
-        assert!(
+        // A token in the body is the token, whatever the cookie says.
+        assert_eq!(
             cookie
                 .presented(TokenTransport::Cookie, Some("u".into()), &headers)
-                .is_err()
+                .unwrap()
+                .as_deref(),
+            Some("u")
         );
     }
 }

@@ -33,7 +33,7 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// Required, unless the request says `X-Token-Transport: cookie`: then
-    /// absent, and the refresh cookie is the token.
+    /// the refresh cookie is the token when this is absent.
     pub refresh_token: Option<String>,
     #[schema(schema_with = crate::domain::rules::fingerprint)]
     pub device_fingerprint: Option<String>,
@@ -43,7 +43,7 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
     /// Required, unless the request says `X-Token-Transport: cookie`: then
-    /// absent, and the refresh cookie is the token.
+    /// the refresh cookie is the token when this is absent.
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub all_sessions: bool,

@@ -21,7 +21,7 @@ pub(super) fn describe(doc: &mut Value) {
         };
         let takes_token = matches!(path, "/v1/auth/refresh" | "/v1/auth/logout");
         let description = if takes_token {
-            "`cookie`: the refresh token is the `__Host-refresh` cookie (`refresh` on the plain-HTTP local server; leave `refresh_token` out of the body); a refresh answers the new one the same way. Without this header the cookie is ignored; two cookies of that name are refused (401)."
+            "`cookie`: the refresh token is the `__Host-refresh` cookie (`refresh` on the plain-HTTP local server), read when the body has no `refresh_token`; a refresh answers the new one the same way. Without this header the cookie is ignored; two cookies of that name are refused (401)."
         } else {
             "`cookie`: the refresh token is set as the `__Host-refresh` cookie (HttpOnly, Secure, SameSite=Strict, Path=/; on the plain-HTTP local server `refresh`, without Secure) and left out of the body. Default `body`."
         };
