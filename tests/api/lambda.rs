@@ -317,7 +317,10 @@ async fn the_migration_waits_for_the_database_then_answers_failed() {
     // for MIGRATION_DB_WAIT_SECONDS, then tells CloudFormation why.
     let (url, rx) = tests::emulator::cloudformation_receiver().await;
     let env = vec![
-        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none".to_string()),
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none".to_string(),
+        ),
         ("DB_CONNECT_TIMEOUT_SECONDS", "1".to_string()),
         ("MIGRATION_DB_WAIT_SECONDS", "2".to_string()),
     ];
@@ -334,7 +337,10 @@ async fn the_migration_waits_for_the_database_then_answers_failed() {
         .unwrap();
     assert_eq!(response["Status"], "FAILED", "{response}");
     let reason = response["Reason"].as_str().unwrap();
-    assert!(reason.contains("did not become reachable within 2 s"), "{reason}");
+    assert!(
+        reason.contains("did not become reachable within 2 s"),
+        "{reason}"
+    );
     assert!(!reason.contains("postgres://"), "{reason}");
     // It did wait (at least one retry), and gave up.
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -384,7 +390,10 @@ async fn an_operators_event_makes_the_first_admin(pool: PgPool) {
         .invoke(json!({"grant_admin": "nobody@example.com"}))
         .await
         .expect_err("no such account");
-    assert!(unknown.to_string().contains("nobody@example.com"), "{unknown}");
+    assert!(
+        unknown.to_string().contains("nobody@example.com"),
+        "{unknown}"
+    );
 }
 
 /// Process start to first response, median of 5, for each binary (printed

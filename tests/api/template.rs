@@ -84,7 +84,10 @@ fn the_cleanup_runs_at_two_with_one_instance_and_functions_default_to_arm64() {
     assert!(job.contains("pg_try_advisory_lock"));
     // The first migration waits for the database, its proxy targets and the
     // network the function needs.
-    let migrations = format!("{:?}", template["Resources"]["SchemaMigrations"]["Properties"]);
+    let migrations = format!(
+        "{:?}",
+        template["Resources"]["SchemaMigrations"]["Properties"]
+    );
     for needed in [
         "DbWriter",
         "DbProxyTargets",
