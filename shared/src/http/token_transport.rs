@@ -10,7 +10,7 @@
 //! cross-origin call a CORS preflight that only `CORS_ALLOWED_ORIGINS` pass
 //! (a same-site sibling such as `evil.example.com` included). A request with
 //! the cookie but without the header is a body-mode request without a
-//! token: 422.
+//! token: a refresh answers 401, a logout ends nothing.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -119,8 +119,8 @@ impl RefreshCookie {
     }
 
     /// The refresh token a refresh or logout presents: the body's when it
-    /// has one (in either mode), else in cookie mode the cookie's (or
-    /// none). The cookie is never read without the header.
+    /// has one (in either mode), else in cookie mode the cookie's; none
+    /// otherwise. The cookie is never read without the header.
     pub fn presented(
         self,
         transport: TokenTransport,
@@ -129,10 +129,10 @@ impl RefreshCookie {
     ) -> Result<Option<String>> {
         match (transport, in_body) {
             (_, Some(token)) => Ok(Some(token)),
-            (TokenTransport::Body, None) => Err(Error::field(
-                "refresh_token",
-                "required (a refresh cookie counts only with X-Token-Transport: cookie)",
-            )),
+            // No token presented: a refresh is refused (401), a logout ends
+            // nothing. The document cannot make the field required in body
+            // mode only, so its absence is not a 422.
+            (TokenTransport::Body, None) => Ok(None),
             (TokenTransport::Cookie, None) => self.read(headers),
         }
     }
@@ -201,10 +201,11 @@ mod tests {
         let cookie = RefreshCookie::default();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_static("__Host-refresh=t"));
-        assert!(
+        assert_eq!(
             cookie
                 .presented(TokenTransport::Body, None, &headers)
-                .is_err()
+                .unwrap(),
+            None
         );
         assert_eq!(
             cookie

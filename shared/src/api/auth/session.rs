@@ -32,8 +32,9 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    /// Required, unless the request says `X-Token-Transport: cookie`: then
-    /// the refresh cookie is the token when this is absent.
+    /// The refresh token. Absent, with `X-Token-Transport: cookie` the
+    /// refresh cookie is the token; without it, nothing is presented (a
+    /// refresh answers 401, a logout ends nothing).
     pub refresh_token: Option<String>,
     #[schema(schema_with = crate::domain::rules::fingerprint)]
     pub device_fingerprint: Option<String>,
@@ -42,8 +43,9 @@ pub struct RefreshRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
-    /// Required, unless the request says `X-Token-Transport: cookie`: then
-    /// the refresh cookie is the token when this is absent.
+    /// The refresh token. Absent, with `X-Token-Transport: cookie` the
+    /// refresh cookie is the token; without it, nothing is presented (a
+    /// refresh answers 401, a logout ends nothing).
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub all_sessions: bool,
