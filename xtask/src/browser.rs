@@ -78,16 +78,34 @@ const SELENIUM: &str = "selenium==4.51.0";
 fn ensure_browser() -> Result<PathBuf> {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
     if chromium.iter().any(|p| !std::path::Path::new(p).exists()) {
-        run(
-            Command::new("apt-get").args([
+        let install = || {
+            let mut cmd = Command::new("apt-get");
+            cmd.args([
                 "install",
                 "-y",
                 "--no-install-recommends",
                 "chromium",
                 "chromium-driver",
-            ]),
-            "installing chromium and chromium-driver (Debian)",
-        )?;
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+            cmd
+        };
+        // A machine whose package lists are stale or absent needs them
+        // fetched first (from Debian's mirror, the one registry allowed);
+        // the retry is the step the summary shows.
+        let installed = install().status().is_ok_and(|status| status.success());
+        if !installed {
+            run(
+                Command::new("apt-get")
+                    .arg("update")
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                "apt-get update",
+            )?;
+            run(
+                &mut install(),
+                "installing chromium and chromium-driver (Debian)",
+            )?;
+        }
     }
     let python = crate::checks::venv_with("selenium", SELENIUM)?.join("bin/python");
     Ok(python)
