@@ -493,3 +493,46 @@ fn api_gateway_allows_the_same_origins_methods_and_headers_as_the_functions() {
         );
     }
 }
+
+#[test]
+fn the_function_alarms_watch_this_stacks_functions_not_the_account() {
+    let template = template();
+    for alarm in ["FunctionErrorsAlarm", "FunctionThrottlesAlarm"] {
+        let props = &template["Resources"][alarm]["Properties"];
+        assert!(
+            props["Dimensions"].is_badvalue(),
+            "{alarm}: no account-wide metric"
+        );
+        let metrics = props["Metrics"].as_vec().unwrap();
+        let mut watched: Vec<String> = metrics
+            .iter()
+            .filter_map(|m| {
+                let dims = &m["MetricStat"]["Metric"]["Dimensions"][0];
+                (dims["Name"].as_str() == Some("FunctionName"))
+                    .then(|| dims["Value"].as_str().unwrap().to_string())
+            })
+            .collect();
+        watched.sort();
+        assert_eq!(
+            watched,
+            [
+                "AdminFunction",
+                "AuthFunction",
+                "CleanupFunction",
+                "UsersFunction"
+            ],
+            "{alarm}"
+        );
+        let total = metrics
+            .iter()
+            .find(|m| m["ReturnData"].as_bool() == Some(true))
+            .unwrap();
+        let expression = total["Expression"].as_str().unwrap();
+        for id in ["auth", "users", "admin", "cleanup"] {
+            assert!(
+                expression.contains(&format!("FILL({id}, 0)")),
+                "{expression}"
+            );
+        }
+    }
+}

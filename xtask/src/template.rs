@@ -56,11 +56,9 @@ const AT_LEAST: &str = "GreaterThanOrEqualToThreshold";
 
 /// The alarms, one row each.
 #[rustfmt::skip]
-pub const ALARMS: [Alarm; 8] = [
+pub const ALARMS: [Alarm; 6] = [
     ("ApiServerErrorsAlarm", "The API answered 5xx", "AWS/ApiGateway", "5xx", Some(("ApiId", "HttpApi")), "Sum", 300, 1, 5, AT_LEAST),
     ("ApiLatencyAlarm", "API p99 latency above 1 s", "AWS/ApiGateway", "Latency", Some(("ApiId", "HttpApi")), "p99", 300, 3, 1000, "GreaterThanThreshold"),
-    ("FunctionErrorsAlarm", "A function failed (any of the four)", "AWS/Lambda", "Errors", None, "Sum", 300, 1, 1, AT_LEAST),
-    ("FunctionThrottlesAlarm", "Lambda throttled invocations", "AWS/Lambda", "Throttles", None, "Sum", 300, 1, 1, AT_LEAST),
     ("CleanupErrorsAlarm", "The nightly cleanup failed", "AWS/Lambda", "Errors", Some(("FunctionName", "CleanupFunction")), "Sum", 86400, 1, 1, AT_LEAST),
     ("RefreshReuseAlarm", "A rotated refresh token was replayed (possible token theft)", "UserManagementApi", "RefreshReuseDetections", Some(("Function", "AuthFunction")), "Sum", 300, 1, 1, AT_LEAST),
     ("LoginFailureSpikeAlarm", "Failed logins spiking (credential stuffing?)", "UserManagementApi", "LoginFailures", Some(("Function", "AuthFunction")), "Sum", 300, 1, 500, AT_LEAST),
