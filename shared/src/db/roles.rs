@@ -135,7 +135,7 @@ pub async fn assign(
     conn: impl PgExecutor<'_>,
     user_id: Uuid,
     role_id: Uuid,
-    by: Uuid,
+    by: Option<Uuid>,
 ) -> sqlx::Result<bool> {
     Ok(sqlx::query!(
         "INSERT INTO user_roles (user_id, role_id, assigned_by) VALUES ($1, $2, $3)

@@ -55,6 +55,7 @@ pub const MAX_AGE: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct Cors {
     origins: Arc<[HeaderValue]>,
+    /// Echoes the request's origin: run only after [`Cors::allows`].
     layer: CorsLayer,
 }
 
@@ -75,8 +76,12 @@ impl Cors {
         if origins.is_empty() {
             return Ok(None);
         }
+        // The middleware has matched the origin against the list before the
+        // layer runs, so the layer only echoes it (no second check, and
+        // nothing to copy per request). Private: never used without that
+        // check.
         let layer = CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins.clone()))
+            .allow_origin(AllowOrigin::mirror_request())
             .allow_credentials(true)
             .allow_methods(METHODS.to_vec())
             .allow_headers(allowed_headers().to_vec())

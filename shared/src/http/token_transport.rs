@@ -102,8 +102,9 @@ impl RefreshCookie {
     /// cookies of that name mean one was planted (a sibling on the same
     /// site can set `refresh` with a longer path, sent first): neither is
     /// used, lest the victim's page rotate the attacker's session
-    /// (fixation); 401. `__Host-` cookies cannot be planted that way.
-    pub fn read(self, headers: &HeaderMap) -> Result<Option<String>> {
+    /// (fixation), so that counts as none. `__Host-` cookies cannot be
+    /// planted that way.
+    pub fn read(self, headers: &HeaderMap) -> Option<String> {
         let mut found = headers
             .get_all(header::COOKIE)
             .iter()
@@ -113,26 +114,24 @@ impl RefreshCookie {
             .filter(|cookie| cookie.name() == self.name() && !cookie.value().is_empty())
             .map(|cookie| cookie.value().to_string());
         match (found.next(), found.next()) {
-            (one, None) => Ok(one),
-            (Some(_), Some(_)) | (None, Some(_)) => Err(Error::RefreshTokenInvalid),
+            (one, None) => one,
+            (_, Some(_)) => None,
         }
     }
 
     /// The refresh token a refresh or logout presents: the body's when it
     /// has one (in either mode), else in cookie mode the cookie's; none
-    /// otherwise. The cookie is never read without the header.
+    /// otherwise, which a refresh refuses (401) and a logout ends nothing
+    /// with. The cookie is never read without the header.
     pub fn presented(
         self,
         transport: TokenTransport,
         in_body: Option<String>,
         headers: &HeaderMap,
-    ) -> Result<Option<String>> {
+    ) -> Option<String> {
         match (transport, in_body) {
-            (_, Some(token)) => Ok(Some(token)),
-            // No token presented: a refresh is refused (401), a logout ends
-            // nothing. The document cannot make the field required in body
-            // mode only, so its absence is not a 422.
-            (TokenTransport::Body, None) => Ok(None),
+            (_, Some(token)) => Some(token),
+            (TokenTransport::Body, None) => None,
             (TokenTransport::Cookie, None) => self.read(headers),
         }
     }
@@ -175,18 +174,15 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("refresh=plain; __Host-refresh=abc_DEF-123; other=1"),
         );
-        assert_eq!(
-            cookie.read(&headers).unwrap().as_deref(),
-            Some("abc_DEF-123")
-        );
+        assert_eq!(cookie.read(&headers).as_deref(), Some("abc_DEF-123"));
         let local = RefreshCookie { secure: false };
-        assert_eq!(local.read(&headers).unwrap().as_deref(), Some("plain"));
+        assert_eq!(local.read(&headers).as_deref(), Some("plain"));
         // A planted second `refresh` (longer path, sent first) voids both.
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("refresh=planted; refresh=victims"),
         );
-        assert!(local.read(&headers).is_err());
+        assert!(local.read(&headers).is_none());
         assert!(
             !local
                 .set("x".into(), 5)
@@ -201,16 +197,10 @@ mod tests {
         let cookie = RefreshCookie::default();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_static("__Host-refresh=t"));
-        assert_eq!(
-            cookie
-                .presented(TokenTransport::Body, None, &headers)
-                .unwrap(),
-            None
-        );
+        assert_eq!(cookie.presented(TokenTransport::Body, None, &headers), None);
         assert_eq!(
             cookie
                 .presented(TokenTransport::Cookie, None, &headers)
-                .unwrap()
                 .as_deref(),
             Some("t")
         );
@@ -218,7 +208,6 @@ mod tests {
         assert_eq!(
             cookie
                 .presented(TokenTransport::Cookie, Some("u".into()), &headers)
-                .unwrap()
                 .as_deref(),
             Some("u")
         );

@@ -8,10 +8,9 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::db::audit::{self, AuditAction, AuditContext, AuditEvent};
-use crate::db::roles;
+use crate::db::{roles, users};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,36 +31,21 @@ impl GrantAdmin {
 /// address when no live account has it.
 pub async fn grant_admin(pool: &PgPool, email: &str) -> anyhow::Result<Value> {
     let mut tx = pool.begin().await?;
-    let user: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
-    )
-    .bind(email.trim())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(user) = user else {
+    let Some((user, _)) = users::id_by_email(&mut *tx, email.trim()).await? else {
         anyhow::bail!("no live account has the address {email}: register it through the API first");
     };
     let Some(admin) = roles::find_by_name(&mut *tx, "admin").await? else {
         anyhow::bail!("the admin role is missing (were the migrations applied?)");
     };
-    let granted: bool = sqlx::query_scalar(
-        "WITH added AS (INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)
-                        ON CONFLICT DO NOTHING RETURNING 1)
-         SELECT count(*) = 1 FROM added",
-    )
-    .bind(user)
-    .bind(admin.id)
-    .fetch_one(&mut *tx)
-    .await?;
+    // No acting user: an operator's event, not an account.
+    let granted = roles::assign(&mut *tx, user, admin.id, None).await?;
     if granted {
         let mut event = AuditEvent::about_user(AuditAction::RoleAssigned, Some(user));
         event.new_values = Some(json!({"role": "admin", "by": "grant_admin event"}));
         event.severity = "warning";
         let ctx = AuditContext {
             request_id: Some("grant_admin".into()),
-            ip: None,
-            user_agent: None,
-            actor: None,
+            ..AuditContext::default()
         };
         audit::record(&mut *tx, &ctx, &event).await?;
     }

@@ -98,7 +98,7 @@ pub(crate) async fn assign_role(
         .await?
         .ok_or(Error::NotFound)?;
     caller.outranks(&role.permissions)?;
-    if roles::assign(&mut *tx, user.id, role.id, caller.user_id).await? {
+    if roles::assign(&mut *tx, user.id, role.id, Some(caller.user_id)).await? {
         let mut event = AuditEvent::about_user(AuditAction::RoleAssigned, Some(user.id));
         event.new_values = Some(json!({"role": role_name}));
         audit::record(&mut *tx, &meta.audit(Some(caller.user_id)), &event).await?;

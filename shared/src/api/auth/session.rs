@@ -93,17 +93,6 @@ pub enum LoginAnswer {
 }
 
 impl TokenPair {
-    fn new(state: &AppState, issued: Issued, user: &User, refresh_token: Option<String>) -> Self {
-        TokenPair {
-            access_token: issued.access_token,
-            token_type: "Bearer".into(),
-            expires_in: state.keys.ttl().as_secs(),
-            refresh_token,
-            refresh_expires_in: issued.refresh_expires_in,
-            user: UserView::from(user),
-        }
-    }
-
     /// The answer carrying a new session's or a rotation's tokens: both in
     /// the body, or in cookie mode the refresh token in its cookie.
     pub(crate) fn answer(
@@ -112,21 +101,31 @@ impl TokenPair {
         user: &User,
         transport: TokenTransport,
     ) -> Response {
-        match transport {
-            TokenTransport::Body => {
-                let token = issued.refresh_token.clone();
-                ApiJson(Self::new(state, issued, user, Some(token))).into_response()
-            }
-            TokenTransport::Cookie => {
-                let cookie = state
-                    .config
-                    .refresh_cookie
-                    .set(issued.refresh_token.clone(), issued.refresh_expires_in);
-                let mut response = ApiJson(Self::new(state, issued, user, None)).into_response();
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-                response
-            }
+        let (refresh_token, cookie) = match transport {
+            TokenTransport::Body => (Some(issued.refresh_token), None),
+            TokenTransport::Cookie => (
+                None,
+                Some(
+                    state
+                        .config
+                        .refresh_cookie
+                        .set(issued.refresh_token, issued.refresh_expires_in),
+                ),
+            ),
+        };
+        let mut response = ApiJson(TokenPair {
+            access_token: issued.access_token,
+            token_type: "Bearer".into(),
+            expires_in: state.keys.ttl().as_secs(),
+            refresh_token,
+            refresh_expires_in: issued.refresh_expires_in,
+            user: UserView::from(user),
+        })
+        .into_response();
+        if let Some(cookie) = cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
         }
+        response
     }
 }
 
@@ -201,7 +200,7 @@ pub(crate) async fn refresh(
 ) -> Result<Response> {
     rate_limit::hit(&state, Limit::Refresh, &client(&meta)).await?;
     let cookie = state.config.refresh_cookie;
-    let presented = cookie.presented(transport, body.refresh_token, &headers)?;
+    let presented = cookie.presented(transport, body.refresh_token, &headers);
     let fingerprint = bounded(
         "device_fingerprint",
         body.device_fingerprint,
@@ -244,13 +243,8 @@ pub(crate) async fn logout(
 ) -> Result<Response> {
     rate_limit::hit(&state, Limit::Logout, &client(&meta)).await?;
     let cookie = state.config.refresh_cookie;
-    // Without a cookie (or with a planted twin) there is nothing to end:
-    // 204, as for any unknown token.
-    let presented = match cookie.presented(transport, body.refresh_token, &headers) {
-        Err(Error::RefreshTokenInvalid) => None,
-        other => other?,
-    };
-    if let Some(token) = presented {
+    // Without a token there is nothing to end: 204, as for an unknown one.
+    if let Some(token) = cookie.presented(transport, body.refresh_token, &headers) {
         session::end(&state, &meta, &token, body.all_sessions).await?;
     }
     Ok(cookie.cleared_in(transport, StatusCode::NO_CONTENT))
